@@ -1,0 +1,1 @@
+"""Sampler: turns shards into VisualCloze training grids."""

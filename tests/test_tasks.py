@@ -1,0 +1,112 @@
+from collections import defaultdict
+from dataclasses import replace
+
+import pytest
+
+from graph200k import DEFAULT_FAMILIES, DEFAULT_NODES, FamilyRule, Graph200kError, Group, TaskGraph, slot
+from graph200k.catalog import CONDITIONS
+
+
+def _by_family(entries):
+    out = defaultdict(set)
+    for family, nodes in entries:
+        out[family].add(tuple(nodes))
+    return dict(out)
+
+
+def test_train_tasks_are_exactly_the_reference_129(reference_tasks):
+    tasks = TaskGraph().tasks("train")
+    assert len(tasks) == 129 and len({t.nodes for t in tasks}) == 129
+    mine = _by_family((t.family, t.graph200k_nodes) for t in tasks)
+    theirs = _by_family((t["family"], t["nodes"]) for t in reference_tasks["train_tasks"])
+    assert mine == theirs
+    assert len(mine) == 12
+
+
+def test_test_split_is_the_reference_36(reference_tasks):
+    tasks = TaskGraph().tasks("test")
+    assert len(tasks) == 36
+    mine = _by_family((t.family, t.graph200k_nodes) for t in tasks)
+    theirs = _by_family((t["family"], t["nodes"]) for t in reference_tasks["test_tasks"])
+    assert mine == theirs
+    train = {t.nodes for t in TaskGraph().tasks("train")}
+    assert all(t.nodes in train for t in tasks)
+
+
+def test_task_anatomy():
+    graph = TaskGraph()
+    task = graph.find(["reference", "canny", "InstantStyle"])
+    assert task.family == "style transfer with condition"
+    assert task.conditions == ("reference", "canny") and task.target == "instant_style"
+    assert task.id == "reference+canny->instant_style"
+    assert task.to_json()["graph200k_nodes"] == ["reference", "canny", "InstantStyle"]
+    with pytest.raises(Graph200kError, match="canny -> canny"):
+        graph.find(["canny", "canny"])
+
+
+def test_every_task_is_a_path_in_the_graph():
+    graph = TaskGraph()
+    for task in graph.tasks():
+        for a, b in zip(task.nodes, task.nodes[1:]):
+            assert graph.graph.has_edge(a, b, key=task.family)
+            assert task.id in graph.graph.edges[a, b, task.family]["tasks"]
+    assert graph.graph.number_of_nodes() == 49
+
+
+def test_a_new_hed_like_node_brings_exactly_its_six_tasks():
+    lineart = replace(
+        CONDITIONS[2],  # hed: same traits, same production
+        name="lineart", graph200k_name="lineart", producer="lineart",
+        storage=replace(CONDITIONS[2].storage, field="lineart"),
+        phrases=tuple(f"a line-art drawing, variant {i}" for i in range(8)),
+    )
+    before = {t.nodes for t in TaskGraph().tasks()}
+    graph = TaskGraph(nodes=DEFAULT_NODES.extended(lineart))
+    added = {(t.family, t.nodes) for t in graph.tasks() if t.nodes not in before}
+    assert len(graph.tasks()) == 135
+    assert added == {
+        ("conditional generation", ("lineart", "target")),
+        ("conditional generation with reference", ("reference", "lineart", "target")),
+        ("conditional generation with style", ("lineart", "instant_style")),
+        ("conditional generation with style", ("lineart", "redux_style")),
+        ("style transfer with condition", ("reference", "lineart", "instant_style")),
+        ("dense prediction", ("target", "lineart")),
+    }
+
+
+def test_a_node_no_rule_reaches_is_named():
+    orphan = replace(CONDITIONS[2], name="thermal", graph200k_name="thermal", traits=frozenset(),
+                     phrases=tuple(f"a thermal image {i}" for i in range(8)))
+    with pytest.raises(Graph200kError, match="'thermal'.*unreachable"):
+        TaskGraph(nodes=DEFAULT_NODES.extended(orphan))
+
+
+def test_an_empty_family_is_named():
+    rules = (*DEFAULT_FAMILIES, FamilyRule("video prediction", ((slot(Group.CONDITION, "temporal"), slot(Group.TARGET)),)))
+    with pytest.raises(Graph200kError, match="'video prediction'.*matches no node"):
+        TaskGraph(families=rules)
+
+
+def test_a_misspelt_trait_is_named():
+    typo = replace(CONDITIONS[2], name="lineart", graph200k_name="lineart",
+                   traits=CONDITIONS[2].traits | {"structual"},
+                   phrases=tuple(f"line art {i}" for i in range(8)))
+    with pytest.raises(Graph200kError, match="'lineart'.*structual"):
+        TaskGraph(nodes=DEFAULT_NODES.extended(typo))
+
+
+def test_family_weights_are_configurable_and_checked():
+    graph = TaskGraph(weights={"restoration": 0.5})
+    assert graph.weights["restoration"] == 0.5 and graph.weights["dense prediction"] == 1.0
+    with pytest.raises(Graph200kError, match="'restauration'"):
+        TaskGraph(weights={"restauration": 2})
+    with pytest.raises(Graph200kError, match="'restoration'.*>= 0"):
+        TaskGraph(weights={"restoration": -1})
+
+
+def test_unknown_split_and_family_are_refused():
+    graph = TaskGraph()
+    with pytest.raises(Graph200kError, match="'val'"):
+        graph.tasks("val")
+    with pytest.raises(Graph200kError, match="'restorations'"):
+        graph.tasks(family="restorations")

@@ -1,0 +1,1 @@
+"""The VisualCloze LoRA trainer (`python -m train`)."""

@@ -23,16 +23,22 @@ install: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# The demo grows stage by stage; each stage adds its own lines below.
 demo: $(STAMP)
 	@mkdir -p $(DEMO)
 	$(PY) -m graph200k nodes
 	$(PY) -m graph200k tasks --counts
 	$(PY) -m graph200k graph --out $(DEMO)/task_graph.png
+	@echo "demo outputs are in $(DEMO)/"
 
 graph: $(STAMP)
 	$(PY) -m graph200k graph --out $(DEMO)/task_graph.png
 
-annotate shards train bench:
+# Benchmarks: every benchmarks/bench_*.py, one after another (run by hand; never part of make test).
+bench: $(STAMP)
+	@set -e; for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f; done
+
+annotate shards train:
 	@echo "make $@: this stage is not built yet (see the open issues); nothing was run." >&2; exit 2
 
 clean:

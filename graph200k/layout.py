@@ -1,0 +1,79 @@
+"""Sample layout: which shard fields hold which node, and which nodes a sample carries.
+
+The field names are the contract between annotators, packed shards and the
+sampler (see docs/ARCHITECTURE.md): `<field>.<ext>` for a single-instance
+node, `<field>.<i>.<ext>` for instance `i`, `<pair_field>.<i>.<ext>` for the
+image paired with it (a style's reference), and `json` for the metadata.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+from .catalog import DEFAULT_NODES
+from .nodes import NodeRegistry, NodeType, Production
+
+METADATA_FIELD = "json"
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One stored instance of a node in a sample: its image field and, for a paired
+    node, the field of the image that goes with it."""
+
+    node: str
+    index: int
+    field: str
+    pair: str | None = None
+
+
+def _split(field: str) -> tuple[str, int | None, str] | None:
+    parts = field.split(".")
+    if len(parts) == 2:
+        return parts[0], None, parts[1]
+    if len(parts) == 3 and parts[1].isdigit():
+        return parts[0], int(parts[1]), parts[2]
+    return None
+
+
+def stored_instances(node: NodeType, fields: Iterable[str]) -> list[Instance]:
+    """The instances of `node` found among a sample's field names (any image extension)."""
+    if node.storage is None:
+        return []
+    by_stem: dict[tuple[str, int | None], str] = {}
+    for field in fields:
+        split = _split(field)
+        if split:
+            by_stem.setdefault((split[0], split[1]), field)
+    storage = node.storage
+    if node.max_instances == 1:
+        field = by_stem.get((storage.field, None))
+        return [Instance(node.name, 0, field)] if field else []
+    found = []
+    for i in range(node.max_instances):
+        field = by_stem.get((storage.field, i))
+        pair = by_stem.get((storage.pair_field, i)) if storage.pair_field else None
+        if field and (pair or not storage.pair_field):
+            found.append(Instance(node.name, i, field, pair))
+    return found
+
+
+def nodes_present(fields: Iterable[str], nodes: NodeRegistry = DEFAULT_NODES) -> set[str]:
+    """Canonical names of the nodes a sample with these fields can show.
+
+    Stored nodes need at least one complete instance; derived and online nodes
+    need every node they require (a derived node with its own storage, like
+    `foreground`, needs that field too)."""
+    fields = list(fields)
+    present: set[str] = set()
+    for node in nodes.topological_order():
+        if node.produced_by in (Production.SOURCE, Production.ANNOTATOR):
+            ok = bool(stored_instances(node, fields))
+        else:
+            ok = all(nodes.canonical(r) in present for r in node.requires)
+            if node.storage is not None:
+                ok = ok and bool(stored_instances(node, fields))
+        if ok:
+            present.add(node.name)
+    return present

@@ -1,0 +1,45 @@
+"""`GridSample`: one VisualCloze training grid, the sampler's output and the trainer's input."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from graph200k.tasks import Task
+
+
+@dataclass
+class GridSample:
+    """A grid of `len(rows)` rows; the query row is last.
+
+    rows:    one float tensor (3, H_r, W_r) in [-1, 1] per row; a row is its cells
+             concatenated along the width, all cells of a row the same size.
+    masks:   one (1, H_r, W_r) tensor of 0/1 per row; 1 marks the cell to fill
+             (only ever in the query row).
+    prompt:  the instruction text ("" when dropped).
+    task:    the task (family and canonical node path) every row follows.
+    columns: the node type shown in each column after shuffling (a style node
+             fills two columns: `<style>_ref` then `<style>`).
+    keys:    the dataset sample key of each row.
+    """
+
+    rows: list[torch.Tensor]
+    masks: list[torch.Tensor]
+    prompt: str
+    task: Task
+    columns: list[str]
+    keys: list[str]
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.rows)
+
+    @property
+    def n_cols(self) -> int:
+        return len(self.columns)
+
+
+def collate_grids(batch: list[GridSample]) -> list[GridSample]:
+    """Grids differ in rows, columns and cell sizes, so a batch stays a list."""
+    return list(batch)

@@ -29,7 +29,11 @@ demo: $(STAMP)
 	$(PY) -m graph200k nodes
 	$(PY) -m graph200k tasks --counts
 	$(PY) -m graph200k graph --out $(DEMO)/task_graph.png
-	@echo "demo outputs are in $(DEMO)/"
+	$(PY) -m sampler degradations --image samples/2c4e256fa512cb7e7f433f4c7f9101de.jpg --out $(DEMO)/degradations.png --seed 0
+	$(MAKE) annotate shards
+	$(PY) -m sampler preview --shards $(DATASET)/shards --n 16 --out $(DEMO)/grids
+	$(MAKE) train
+	@echo "demo outputs are in $(DEMO)/ and $(DATASET)/"
 
 graph: $(STAMP)
 	$(PY) -m graph200k graph --out $(DEMO)/task_graph.png
@@ -38,8 +42,25 @@ graph: $(STAMP)
 bench: $(STAMP)
 	@set -e; for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f; done
 
-annotate shards train:
-	@echo "make $@: this stage is not built yet (see the open issues); nothing was run." >&2; exit 2
+# Annotate samples/ (8 real Graph200K images) into data/demo/ on a local Ray; pack it into shards.
+# Model weights: the Hugging Face cache, or MODEL_DIR=DIR holding DIR/<repo_id>/ (docs/annotators.md).
+ANNOTATE_INPUT ?= samples
+DATASET ?= data/demo
+annotate: $(STAMP)
+	$(PY) -m annotators run --input $(ANNOTATE_INPUT) --out $(DATASET) $(if $(MODEL_DIR),--model-dir $(MODEL_DIR))
+
+shards: $(STAMP)
+	$(PY) -m graph200k shards --dataset $(DATASET)
+
+# Train: the smoke config (tiny random Flux-Fill pipeline, a few CPU steps on the demo shards;
+# LoRA and validation PNG land in $(DEMO)/train/) unless CONFIG=...; overrides in ARGS="key=value ...".
+CONFIG ?= configs/smoke.yaml
+TINY_FLUX ?= $(DEMO)/tiny-flux-fill
+SMOKE_PATHS = model.pretrained=$(TINY_FLUX) data.shards=$(DATASET)/shards validation.shards=$(DATASET)/shards \
+	train.output_dir=$(DEMO)/train
+train: $(STAMP)
+	test -f $(TINY_FLUX)/model_index.json || $(PY) -m train.tiny --out $(TINY_FLUX)
+	$(PY) -m train --config $(CONFIG) $(if $(filter configs/smoke.yaml,$(CONFIG)),$(SMOKE_PATHS)) $(ARGS)
 
 clean:
 	rm -rf out .pytest_cache

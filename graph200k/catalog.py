@@ -220,7 +220,8 @@ CONDITIONS = [
         ),
         traits=GROUNDED_MAP,
         producer="grounded_segmentation",
-        details={"release_field": "qwen_2_5_mask", "extra_fields": ["grounded_bbox.png", "json:grounding"]},
+        details={"release_field": "qwen_2_5_mask", "extra_fields": ["grounded_bbox.png", "json:grounding"],
+                 "release_extra_fields": {"qwen_2_5_bounding_box": "grounded_bbox", "qwen_2_5_meta": "json:grounding"}},
     ),
     NodeType(
         name="foreground",
@@ -364,7 +365,7 @@ EDITS = [
         producer="fill_edit",
         storage=Storage(field="fill_edit", ext="jpg"),
         max_instances=5,
-        requires=("target", "grounded_mask"),
+        requires=("target", "grounded_mask", "foreground"),  # the subject mask: grounded_mask, else foreground
         phrases=(
             "an edited image where the subject was replaced",
             "the same background with a different object in place",

@@ -60,6 +60,17 @@ def cmd_graph(args: argparse.Namespace) -> None:
     print(f"wrote {path}")
 
 
+def cmd_shards(args: argparse.Namespace) -> None:
+    from .packing import pack, parse_size
+
+    result = pack(args.dataset, args.out, parse_size(args.max_shard_size), progress=not args.no_progress)
+    card = result.card
+    print(f"packed {card['samples']} samples into {len(card['shards'])} shard(s) in {result.out}; "
+          f"{card['tasks_served']} of {len(card['tasks'])} tasks served")
+    print("nodes: " + ", ".join(f"{n} {c}" for n, c in card["node_counts"].items() if c))
+    print(f"index: {result.out / 'index.jsonl'}  card: {result.out / 'dataset.json'}, {result.out / 'README.md'}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m graph200k", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -79,6 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="PNG file to write")
     p.add_argument("--unfold", action="store_true", help="draw each degradation as its own node")
     p.set_defaults(func=cmd_graph)
+
+    p = sub.add_parser("shards", help="pack an annotated dataset folder into training shards, index and card")
+    p.add_argument("--dataset", required=True, help="dataset folder written by `python -m annotators run`")
+    p.add_argument("--out", help="output folder (default: DATASET/shards)")
+    p.add_argument("--max-shard-size", default="1GB", help="largest training tar (default 1GB; e.g. 500MB, 1e9)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_shards)
     return parser
 
 

@@ -8,6 +8,7 @@ image paired with it (a style's reference), and `json` for the metadata.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -77,3 +78,17 @@ def nodes_present(fields: Iterable[str], nodes: NodeRegistry = DEFAULT_NODES) ->
         if ok:
             present.add(node.name)
     return present
+
+
+def merge_metadata(fields: dict, *others: dict) -> dict:
+    """`fields` with the `json` metadata of `others` merged into its own (theirs first, `fields`' keys win).
+
+    Node shards may carry a `json` field with that node's metadata (`{node: ...}`,
+    e.g. an edit's name and seeds); joined with the source sample, the dicts merge."""
+    parts = [o[METADATA_FIELD] for o in others if METADATA_FIELD in o]
+    if not parts:
+        return fields
+    merged: dict = {}
+    for part in [*parts, fields.get(METADATA_FIELD, b"{}")]:
+        merged.update(json.loads(part))
+    return {**fields, METADATA_FIELD: json.dumps(merged, ensure_ascii=False, sort_keys=True).encode("utf-8")}

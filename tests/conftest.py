@@ -11,3 +11,55 @@ REPO = TESTS.parent
 def reference_tasks() -> dict:
     """The reference implementation's node and task lists (VisualCloze, Apache-2.0)."""
     return json.loads((TESTS / "data" / "reference-tasks.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def sampler_shards(tmp_path_factory) -> Path:
+    """The bundled samples packed as training shards (3 tars), see tests/sampler_shards.py."""
+    from tests.sampler_shards import pack
+
+    out = tmp_path_factory.mktemp("sampler-shards")
+    pack(out, n_shards=3)
+    return out
+
+
+@pytest.fixture(scope="session")
+def sampler_shards_x3(tmp_path_factory) -> Path:
+    """Three copies of each bundled sample under distinct keys (every task gets 3 partners)."""
+    from tests.sampler_shards import pack
+
+    out = tmp_path_factory.mktemp("sampler-shards-x3")
+    pack(out, n_shards=4, copies=3)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_flux_fill(tmp_path_factory) -> Path:
+    """A tiny random FluxFillPipeline written by `train.tiny` (load it with from_pretrained)."""
+    from train.tiny import save_tiny_pipeline
+
+    return save_tiny_pipeline(tmp_path_factory.mktemp("tiny-flux-fill") / "pipeline")
+
+
+@pytest.fixture
+def fresh_accelerate_state():
+    """accelerate keeps one process-wide state (mixed precision, device); every Trainer of a test starts clean.
+
+    The same reset accelerate's own `AccelerateTestCase` does between tests.
+    """
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models run fastest on one thread; on a busy machine OpenMP's spin-waiting threads cost 10x."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -1,0 +1,209 @@
+"""`python -m annotators`: annotate a folder, webdataset shards or the Graph200K release on Ray."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from graph200k.decode import MAX_PIXELS
+from graph200k.nodes import Graph200kError
+
+from .registry import DEFAULT_ANNOTATORS
+from .runner import AnnotatorUnavailable, RunConfig, RunSummary, collect_errors, run
+from .sources import DEFAULT_SAMPLES_PER_SHARD, InputError
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip(), "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    return "\n".join(lines)
+
+
+def print_summary(summary: RunSummary, errors: list[dict]) -> None:
+    print(f"\ninputs: {summary.inputs} = {summary.succeeded} succeeded + {summary.failed} failed"
+          f" ({summary.field_errors} dropped fields)")
+    for c in summary.collisions:
+        print(f"key collision: {c['inputs']} fold to {c['key']!r}; assigned {c['assigned']}")
+    if summary.unmatched_files:
+        print(f"{len(summary.unmatched_files)} file(s) belong to no sample and were not read: "
+              + ", ".join(summary.unmatched_files[:10]) + (" ..." if len(summary.unmatched_files) > 10 else ""))
+    rows = [[r.annotator, r.nodes, r.status, str(r.shards), str(r.written), str(r.already_present), str(r.failed),
+             r.why, r.how_to_enable] for r in summary.annotators]
+    print()
+    print(_table(rows, ["annotator", "nodes", "status", "shards", "written", "imported", "failed", "why",
+                        "how to enable"]))
+    for e in summary.shard_errors:
+        print(f"shard {e['shard']} ({e['stage']}) did not complete: {e['error']}", file=sys.stderr)
+    if errors:
+        print(f"\n{len(errors)} per-sample error(s) (full list in the *.errors.jsonl files):")
+        for e in errors[:10]:
+            print(f"  {e['stage']}/{e['shard']} {e['key']}: {e.get('field', '')} {e['reason']}".replace("  ", " "))
+    print(f"\ndataset: {summary.dataset}  ({summary.duration_s:.1f} s)")
+
+
+def parse_settings(pairs: list[str] | None, style_dir: str | None) -> dict[str, dict[str, str]]:
+    """`--set NAME.FIELD=VALUE` pairs (and `--style-dir`, given to every annotator with a `style_dir` setting)."""
+    settings: dict[str, dict[str, str]] = {}
+    for pair in pairs or ():
+        name, dot, rest = pair.partition(".")
+        field, eq, value = rest.partition("=")
+        if not dot or not eq or not name or not field:
+            raise ValueError(f"--set {pair!r}: write ANNOTATOR.SETTING=VALUE (e.g. fill_edit.steps=28)")
+        settings.setdefault(DEFAULT_ANNOTATORS.get(name).name, {})[field] = value
+    if style_dir is not None:
+        for cls in DEFAULT_ANNOTATORS.ordered():
+            if "style_dir" in {f.name for f in dataclasses.fields(cls.Settings)}:
+                settings.setdefault(cls.name, {}).setdefault("style_dir", style_dir)
+    return settings
+
+
+def with_weight_options(settings: dict[str, dict[str, str]], model_dir: str | None,
+                        trust_remote_code: bool) -> dict[str, dict[str, str]]:
+    """`--model-dir` and `--trust-remote-code`, given to every annotator with that setting (`--set` wins)."""
+    for field, value in (("model_dir", model_dir), ("trust_remote_code", "true" if trust_remote_code else None)):
+        if value is None:
+            continue
+        for cls in DEFAULT_ANNOTATORS.ordered():
+            if field in {f.name for f in dataclasses.fields(cls.Settings)}:
+                settings.setdefault(cls.name, {}).setdefault(field, value)
+    return settings
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    """Fetch the weights of the chosen model-backed annotators (all by default); needs network."""
+    from .weights import download
+
+    chosen = DEFAULT_ANNOTATORS.ordered(args.names or None)
+    specs = list(dict.fromkeys(spec for cls in chosen for spec in getattr(cls, "models", ())))
+    if not specs:
+        print("none of the chosen annotators loads weights")
+        return 0
+    failed = 0
+    for spec in specs:
+        try:
+            path, commit = download(spec, args.model_dir)
+        except OSError as err:  # huggingface_hub's network and not-found errors are OSErrors
+            print(f"error: {spec.repo_id}@{spec.revision[:12]} ({', '.join(spec.patterns)}): "
+                  f"{type(err).__name__}: {str(err).splitlines()[0]}", file=sys.stderr)
+            failed += 1
+            continue
+        pin = "" if commit == spec.revision else f" (revision {spec.revision!r} is commit {commit}: pin it)"
+        print(f"{spec.repo_id}: {path}{pin}")
+    return 1 if failed else 0
+
+
+def cmd_sheet(args: argparse.Namespace) -> int:
+    from .sheet import contact_sheet, save_sheet
+
+    settings = with_weight_options(parse_settings(args.set, None), args.model_dir, args.trust_remote_code)
+    sheet, sources = contact_sheet(Path(args.sample), settings)
+    save_sheet(sheet, Path(args.out))
+    for s in sources:
+        print(f"{s['node']:<15} {s['source']}")
+    print(f"wrote {args.out} ({Path(args.out).stat().st_size / 1024:.0f} KiB)")
+    return 0
+
+
+def _weight_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model-dir", help="folder holding weights as <repo_id>/ (e.g. DIR/lllyasviel/Annotators); "
+                                       "default: the Hugging Face cache")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="allow annotators whose model runs its hub repo's code (foreground_mask: BiRefNet), "
+                        "at their pinned revision")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cfg = RunConfig(
+        input=Path(args.input), out=Path(args.out), annotators=args.annotators, strict=args.strict,
+        overwrite=args.overwrite, samples_per_shard=args.samples_per_shard, num_cpus=args.num_cpus,
+        address=args.address, workers=args.workers, cpus_per_worker=args.cpus_per_worker,
+        gpus_per_worker=args.gpus_per_worker, batch_size=args.batch_size, max_pixels=args.max_pixels,
+        progress=not args.no_progress,
+        settings=with_weight_options(parse_settings(args.set, args.style_dir), args.model_dir, args.trust_remote_code),
+    )
+    summary = run(cfg)
+    print_summary(summary, collect_errors(cfg.out))
+    return 1 if summary.shard_errors else 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    rows = []
+    options = with_weight_options({}, args.model_dir, args.trust_remote_code)
+    for cls in DEFAULT_ANNOTATORS.ordered():
+        avail = cls(settings=options.get(cls.name)).availability()
+        needs = ", ".join(n if n in cls.needs() else f"{n}?" for n in cls.reads()) or "-"  # ?: used when present
+        rows.append([cls.name, ", ".join(cls.produces), needs, cls.model_id or "-",
+                     cls.revision or "-", cls.license or "-", str(cls.batch_size), f"{cls.num_cpus:g}",
+                     f"{cls.num_gpus:g}", "yes" if avail.ok else f"no: {avail.reason}"])
+    if args.json:
+        print(json.dumps([dict(zip(["name", "produces", "needs", "model_id", "revision", "license", "batch_size",
+                                    "num_cpus", "num_gpus", "available"], r)) for r in rows], indent=1))
+        return 0
+    print(_table(rows, ["annotator", "produces", "needs", "model", "revision", "licence", "batch", "cpus", "gpus",
+                        "available"]))
+    missing = DEFAULT_ANNOTATORS.unannotated_nodes()
+    if missing:
+        print(f"\nnodes without an annotator yet (import them from existing data): {', '.join(missing)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m annotators", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="write source shards and annotate them")
+    p.add_argument("--input", required=True,
+                   help="a folder (<key>.jpg, <key>.json, <key>.<node>.<ext>), webdataset .tar shards "
+                        "(file, folder or brace pattern) or the Graph200K release's Arrow files")
+    p.add_argument("--out", default="data/demo", help="dataset folder to write (default: data/demo)")
+    p.add_argument("--annotators", nargs="+", metavar="NAME",
+                   help=f"annotators or node types to run (default: all: {', '.join(DEFAULT_ANNOTATORS.names())})")
+    p.add_argument("--strict", action="store_true", help="fail when an annotator cannot run here")
+    p.add_argument("--overwrite", action="store_true", help="redo completed shards")
+    p.add_argument("--samples-per-shard", type=int, default=DEFAULT_SAMPLES_PER_SHARD)
+    p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance (default: all)")
+    p.add_argument("--address", help="join this Ray cluster (e.g. auto or ray://head:10001) instead of starting one")
+    p.add_argument("--workers", type=int, help="actors per annotator (default: as many as the resources allow)")
+    p.add_argument("--cpus-per-worker", type=float, help="override the annotators' declared CPUs per actor")
+    p.add_argument("--gpus-per-worker", type=float, help="override the annotators' declared GPU fraction per actor")
+    p.add_argument("--batch-size", type=int, help="override the annotators' declared batch size")
+    p.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
+                   help=f"refuse images with more pixels (default {MAX_PIXELS}, decompression-bomb guard)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--set", action="append", metavar="ANNOTATOR.SETTING=VALUE",
+                   help="override an annotator setting (repeatable; see docs/annotators.md), e.g. fill_edit.steps=28")
+    p.add_argument("--style-dir", help="folder of style reference images for the style annotators "
+                                       "(default: the bundled demo pool, samples/styles)")
+    _weight_arguments(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("list", help="list the annotators, what they need and whether they can run here")
+    p.add_argument("--json", action="store_true")
+    _weight_arguments(p)
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("download", help="fetch model weights (on a machine with network access)")
+    p.add_argument("names", nargs="*", metavar="NAME", help="annotators or node types (default: all)")
+    p.add_argument("--model-dir", help="download into DIR/<repo_id> instead of the Hugging Face cache")
+    p.set_defaults(func=cmd_download)
+
+    p = sub.add_parser("sheet", help="picture of one sample folder through every perception annotator")
+    p.add_argument("--sample", required=True, help="a sample folder: target.jpg and its maps (<node>.jpg)")
+    p.add_argument("--out", default="docs/img/annotators.png")
+    p.add_argument("--set", action="append", metavar="ANNOTATOR.SETTING=VALUE")
+    _weight_arguments(p)
+    p.set_defaults(func=cmd_sheet)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (InputError, AnnotatorUnavailable, Graph200kError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2

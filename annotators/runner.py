@@ -1,0 +1,348 @@
+"""The annotation run: plan the source shards, write them, then run each annotator over them on Ray.
+
+Ray Data does the scheduling. Each stage is a dataset with one row per shard
+still to do; writing source shards maps it with stateless tasks, and each
+annotator maps it with `map_batches(<callable class>, concurrency=n)`, i.e.
+an actor pool whose actors load the model once and then annotate whole
+shards (rows of a shard in batches of the annotator's `batch_size`). A shard
+is the unit of work, of completion and of resume, as in img2dataset: only
+shard stats travel through Ray, images never leave the worker that reads and
+writes them, and a rerun skips every shard whose stats file says it is done
+with the current inputs and annotator version.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import sys
+import time
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from graph200k.catalog import DEFAULT_NODES
+from graph200k.decode import MAX_PIXELS
+from graph200k.nodes import NodeRegistry
+from graph200k.shardio import invalidate, read_errors, read_stats, remove_partials, write_json
+
+from .annotate import annotate_shard, is_done, node_tar
+from .base import Annotator
+from .ingest import INGEST_VERSION, source_dir, source_tar, write_source_shard
+from .sources import DEFAULT_SAMPLES_PER_SHARD, ShardPlan, SourcePlan, plan_sources
+
+if TYPE_CHECKING:  # the registry imports every annotator module; Ray workers need none of them
+    from .registry import AnnotatorRegistry
+
+LOCAL_OBJECT_STORE_BYTES = 512 * 1024**2  # only shard stats travel through the object store
+
+
+class AnnotatorUnavailable(RuntimeError):
+    """`--strict` and an annotator could not run; the message lists which and how to enable them."""
+
+
+@dataclass
+class RunConfig:
+    input: Path
+    out: Path
+    annotators: Sequence[str] | None = None  # None: every registered annotator
+    strict: bool = False
+    overwrite: bool = False
+    samples_per_shard: int = DEFAULT_SAMPLES_PER_SHARD
+    num_cpus: int | None = None  # local Ray only
+    address: str | None = None
+    workers: int | None = None  # actors per annotator (default: as many as the resources allow)
+    cpus_per_worker: float | None = None  # default: the annotator's declaration
+    gpus_per_worker: float | None = None
+    batch_size: int | None = None
+    max_pixels: int = MAX_PIXELS
+    progress: bool = True
+    settings: dict[str, dict[str, str]] = field(default_factory=dict)  # annotator -> setting -> value (`--set`)
+
+
+@dataclass
+class AnnotatorRow:
+    annotator: str
+    nodes: str
+    status: str  # ran | up to date | skipped | failed
+    shards: int = 0
+    written: int = 0
+    already_present: int = 0
+    failed: int = 0
+    why: str = ""
+    how_to_enable: str = ""
+
+
+@dataclass
+class RunSummary:
+    dataset: str
+    inputs: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    field_errors: int = 0
+    collisions: list[dict] = field(default_factory=list)
+    unmatched_files: list[str] = field(default_factory=list)
+    annotators: list[AnnotatorRow] = field(default_factory=list)
+    shard_errors: list[dict] = field(default_factory=list)
+    duration_s: float = 0.0
+
+    def to_json(self) -> dict:
+        d = self.__dict__.copy()
+        d["annotators"] = [r.__dict__ for r in self.annotators]
+        return d
+
+
+# --- Ray ---------------------------------------------------------------------------------------
+
+@contextmanager
+def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iterator[None]:
+    """Join `address` or start a quiet local Ray sized to the machine; reuse a session already open."""
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    common = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=True)
+    if address:
+        ray.init(address=address, **common)
+    else:
+        ray.init(num_cpus=num_cpus or os.cpu_count(), object_store_memory=LOCAL_OBJECT_STORE_BYTES, **common)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def _quiet_data_context(progress: bool) -> None:
+    from ray.data import DataContext
+
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = False  # one shard-level bar per stage instead (below)
+    ctx.print_on_execution_start = False
+    ctx.enable_auto_log_stats = False
+    ctx.verbose_stats_logs = False
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
+
+
+def _cluster_capacity() -> tuple[float, float]:
+    import ray
+
+    res = ray.cluster_resources()
+    return float(res.get("CPU", 1)), float(res.get("GPU", 0))
+
+
+def _ingest_batch(batch: dict[str, np.ndarray], dataset: str, max_pixels: int) -> dict[str, list]:
+    out = []
+    for job in batch["job"]:
+        plan = ShardPlan.from_json(json.loads(job))
+        try:
+            out.append(json.dumps(write_source_shard(plan, Path(dataset), DEFAULT_NODES, max_pixels)))
+        except Exception as err:  # one broken input shard must not stop the others
+            out.append(json.dumps({"shard": plan.shard, "error": f"{type(err).__name__}: {err}"}))
+    return {"stats": out}
+
+
+class AnnotatorWorker:
+    """A Ray actor: builds the annotator and loads its model once, then annotates whole shards."""
+
+    def __init__(self, annotator: str, dataset: str, batch_size: int | None, max_pixels: int,
+                 settings: dict | None = None):
+        import cv2
+        import ray
+
+        # Ray gives the actor `num_cpus` cores; OpenCV would otherwise start one thread per
+        # core of the machine in every actor, and the actors of one node would fight over them.
+        cv2.setNumThreads(max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))))
+        module, _, qualname = annotator.partition(":")
+        annotator_cls = getattr(importlib.import_module(module), qualname)
+        self.annotator = annotator_cls(DEFAULT_NODES, settings)
+        if batch_size:
+            self.annotator.batch_size = batch_size
+        self.annotator.load()
+        self.dataset = Path(dataset)
+        self.max_pixels = max_pixels
+        self.ready_at = time.time()
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
+        out = []
+        for shard in batch["job"]:
+            try:
+                out.append(json.dumps(annotate_shard(self.annotator, self.dataset, str(shard), self.max_pixels,
+                                                       self.ready_at)))
+            except Exception as err:
+                out.append(json.dumps({"shard": str(shard), "error": f"{type(err).__name__}: {err}"}))
+        return {"stats": out}
+
+
+def _map_shards(jobs: list[str], fn, desc: str, progress: bool, **map_kwargs) -> Iterator[dict]:
+    import ray.data
+
+    ds = ray.data.from_items([{"job": j} for j in jobs], override_num_blocks=len(jobs))
+    ds = ds.map_batches(fn, batch_size=1, **map_kwargs)
+    with tqdm(total=len(jobs), desc=desc, unit="shard", disable=not progress, file=sys.stderr) as bar:
+        for row in ds.iter_rows():
+            stats = json.loads(row["stats"])
+            bar.update(1)
+            yield stats
+
+
+# --- stages --------------------------------------------------------------------------------------
+
+def _source_done(dataset: Path, plan: ShardPlan) -> bool:
+    stats = read_stats(source_tar(dataset, plan.shard))
+    return bool(stats) and stats.get("plan") == plan.fingerprint and stats.get("ingest_version") == INGEST_VERSION
+
+
+def _drop_stale_shards(dataset: Path, plan: SourcePlan) -> None:
+    """Shards of an earlier, larger plan over this dataset are removed with their node shards."""
+    wanted = {s.shard for s in plan.shards}
+    for tar in sorted(source_dir(dataset).glob("*.tar")):
+        shard = tar.name[: -len(".tar")]
+        if shard not in wanted:
+            invalidate(tar)
+            for node_dir in (dataset / "nodes").glob("*"):
+                invalidate(node_dir / f"{shard}.tar")
+
+
+def write_sources(cfg: RunConfig, plan: SourcePlan, summary: RunSummary) -> None:
+    import ray.data
+
+    dataset = cfg.out
+    pending = [s for s in plan.shards if cfg.overwrite or not _source_done(dataset, s)]
+    if pending:
+        cpus, _ = _cluster_capacity()
+        jobs = [json.dumps(s.to_json()) for s in pending]
+        for stats in _map_shards(jobs, _ingest_batch, "source shards", cfg.progress,
+                                 fn_kwargs={"dataset": str(dataset), "max_pixels": cfg.max_pixels},
+                                 num_cpus=1, compute=ray.data.TaskPoolStrategy(size=max(1, min(len(jobs), int(cpus))))):
+            if "error" in stats:
+                summary.shard_errors.append({"stage": "source", **stats})
+    for s in plan.shards:
+        stats = read_stats(source_tar(dataset, s.shard))
+        if stats is None:
+            continue
+        summary.inputs += stats["inputs"]
+        summary.succeeded += stats["succeeded"]
+        summary.failed += stats["failed"]
+        summary.field_errors += stats["field_errors"]
+
+
+def _pending_shards(cls: type[Annotator], cfg: RunConfig, shards: list[str], nodes: NodeRegistry) -> list[str]:
+    if cfg.overwrite:
+        return list(shards)
+    return [s for s in shards if not is_done(cls, cfg.out, s, nodes, cfg.settings.get(cls.name))]
+
+
+def _nothing_to_do(cfg: RunConfig, plan: SourcePlan, chosen: list[type[Annotator]], registry: AnnotatorRegistry) -> bool:
+    """True when every source shard and every available annotator's shards are complete (no Ray needed)."""
+    if cfg.overwrite or any(not _source_done(cfg.out, s) for s in plan.shards):
+        return False
+    shards = [s.shard for s in plan.shards]
+    return not any(_pending_shards(c, cfg, shards, registry.nodes) for c in chosen
+                   if c(registry.nodes, cfg.settings.get(c.name)).availability().ok)
+
+
+def run_annotator(cls: type[Annotator], cfg: RunConfig, shards: list[str], registry: AnnotatorRegistry,
+                  summary: RunSummary) -> AnnotatorRow:
+    import ray.data
+
+    nodes = registry.nodes
+    row = AnnotatorRow(cls.name, ", ".join(cls.produces), "ran")
+    available = cls(nodes, cfg.settings.get(cls.name)).availability()
+    if not available.ok:
+        row.status, row.why, row.how_to_enable = "skipped", available.reason, available.how_to_enable
+        return row
+    ready = [s for s in shards if source_tar(cfg.out, s).exists() and read_stats(source_tar(cfg.out, s))]
+    pending = _pending_shards(cls, cfg, ready, nodes)
+    cpus, gpus = _cluster_capacity() if pending else (0.0, 0.0)
+    num_cpus = cfg.cpus_per_worker if cfg.cpus_per_worker is not None else cls.num_cpus
+    num_gpus = cfg.gpus_per_worker if cfg.gpus_per_worker is not None else cls.num_gpus
+    if pending and num_gpus > 0 and gpus < num_gpus:
+        row.status, row.why = "skipped", f"needs {num_gpus} GPU per worker; the Ray cluster has {gpus:g}"
+        row.how_to_enable = "run on a machine or cluster with a GPU (--address), or lower --gpus-per-worker"
+        return row
+    if pending:
+        fits = min(cpus // num_cpus if num_cpus else len(pending), gpus // num_gpus if num_gpus else len(pending))
+        workers = cfg.workers or max(1, min(len(pending), int(fits)))
+        try:
+            for stats in _map_shards(
+                pending, AnnotatorWorker, cls.name, cfg.progress,
+                fn_constructor_kwargs={"annotator": f"{cls.__module__}:{cls.__qualname__}", "dataset": str(cfg.out),
+                                       "batch_size": cfg.batch_size, "max_pixels": cfg.max_pixels,
+                                       "settings": cfg.settings.get(cls.name)},
+                # Two shards queued per actor: no idle gap between a shard and the next.
+                compute=ray.data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=2),
+                num_cpus=num_cpus, num_gpus=num_gpus or None,
+            ):
+                if "error" in stats:
+                    summary.shard_errors.append({"stage": cls.name, **stats})
+        except Exception as err:  # e.g. the model failed to load in the actor: the other annotators still run
+            cause = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+            summary.shard_errors.append({"stage": cls.name, "shard": "*", "error": f"{type(err).__name__}: {cause}"})
+    else:
+        row.status = "up to date"
+    for shard in ready:
+        stats = read_stats(node_tar(cfg.out, cls.produces[0], shard))
+        if stats is None:
+            continue
+        row.shards += 1
+        row.written += stats["written"]
+        row.already_present += stats["already_present"]
+        row.failed += stats["failed"]
+    if summary.shard_errors and any(e["stage"] == cls.name for e in summary.shard_errors):
+        row.status = "failed"
+        row.why = "; ".join(e["error"] for e in summary.shard_errors if e["stage"] == cls.name)[:300]
+    return row
+
+
+def run(cfg: RunConfig, registry: AnnotatorRegistry | None = None) -> RunSummary:
+    """Plan, write source shards and run the chosen annotators (default: `DEFAULT_ANNOTATORS`);
+    write `<out>/run.json`; return the summary."""
+    started = time.time()
+    if registry is None:
+        from .registry import DEFAULT_ANNOTATORS as registry
+    chosen = registry.ordered(cfg.annotators)
+    plan = plan_sources(cfg.input, cfg.samples_per_shard, registry.nodes)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    remove_partials(cfg.out)
+    summary = RunSummary(str(cfg.out), collisions=[c.to_json() for c in plan.collisions],
+                         unmatched_files=plan.unmatched)
+    for name in cfg.settings:
+        if name not in registry.names():
+            raise ValueError(f"settings given for unknown annotator {name!r}; "
+                             f"annotators: {', '.join(registry.names())}")
+    unavailable = [(c.name, c(registry.nodes, cfg.settings.get(c.name)).availability()) for c in chosen]
+    unavailable = [(n, a) for n, a in unavailable if not a.ok]
+    if cfg.strict and unavailable:
+        raise AnnotatorUnavailable("; ".join(f"{n}: {a.reason} (enable: {a.how_to_enable})" for n, a in unavailable))
+    _drop_stale_shards(cfg.out, plan)
+    session = nullcontext() if _nothing_to_do(cfg, plan, chosen, registry) else ray_session(cfg.address, cfg.num_cpus)
+    with session:
+        _quiet_data_context(cfg.progress)
+        write_sources(cfg, plan, summary)
+        shards = [s.shard for s in plan.shards]
+        for cls in chosen:
+            row = run_annotator(cls, cfg, shards, registry, summary)
+            summary.annotators.append(row)
+            if cfg.strict and row.status == "skipped":
+                raise AnnotatorUnavailable(f"{row.annotator}: {row.why} (enable: {row.how_to_enable})")
+    summary.duration_s = round(time.time() - started, 3)
+    write_json(cfg.out / "run.json", {"input": str(cfg.input), "kind": plan.kind,
+                                      "samples_per_shard": cfg.samples_per_shard, **summary.to_json()})
+    return summary
+
+
+def collect_errors(dataset: Path) -> list[dict]:
+    """Every per-sample error of a dataset folder (source and node shards)."""
+    errors = []
+    for tar in sorted(source_dir(dataset).glob("*.tar")):
+        errors += [{"stage": "source", "shard": tar.stem, **e} for e in read_errors(tar)]
+    for tar in sorted((dataset / "nodes").glob("*/*.tar")):
+        errors += [{"stage": tar.parent.name, "shard": tar.stem, **e} for e in read_errors(tar)]
+    return errors

@@ -1,0 +1,138 @@
+"""The in-memory pool: the window of the stream that grids draw their rows from.
+
+Samples are kept as their encoded bytes (a grid decodes only the fields it
+shows). Each sample's node set is computed once on entry, from its field names
+(`graph200k.layout.nodes_present`) and the reference quality rule, so finding
+the samples that carry a task's nodes is a set test.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from PIL import UnidentifiedImageError
+
+from graph200k import DEFAULT_NODES, NodeRegistry, Task
+from graph200k.layout import METADATA_FIELD, nodes_present
+
+from .cells import image_size
+
+REFERENCE_MIN_CONSISTENCY = 3  # Graph200K: a subject reference is usable at objectConsistency >= 3
+
+
+class BadSample(ValueError):
+    """A sample that cannot be used: a field it needs is missing or unreadable."""
+
+
+class UnreadableSample(ValueError):
+    """A field of a pooled sample turned out not to decode; `key` names the sample."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(message)
+        self.key = key
+
+
+@dataclass
+class PoolSample:
+    """One sample held in the pool: encoded fields plus what was parsed from them."""
+
+    key: str
+    fields: dict[str, bytes]
+    nodes: frozenset[str]
+    target: str = "target.jpg"  # the target's field name
+    target_size: tuple[int, int] = (0, 0)  # (w, h), from its header
+    caption: str = ""
+    item: str = ""
+    meta: dict = field(default_factory=dict)
+
+
+def _target_field(fields: Iterable[str]) -> str | None:
+    return next((f for f in fields if f.split(".")[0] == "target" and f.count(".") == 1), None)
+
+
+def parse_sample(key: str, fields: dict[str, bytes], nodes: NodeRegistry = DEFAULT_NODES) -> PoolSample:
+    """A `PoolSample`, or `BadSample` naming what is wrong (no json, bad json, no target)."""
+    raw = fields.get(METADATA_FIELD)
+    if raw is None:
+        raise BadSample(f"sample {key!r} has no {METADATA_FIELD!r} field")
+    try:
+        meta = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadSample(f"sample {key!r}: its json field does not parse ({exc})") from None
+    if not isinstance(meta, dict):
+        raise BadSample(f"sample {key!r}: its json field is not an object")
+    target = _target_field(fields)
+    if target is None:
+        raise BadSample(f"sample {key!r} has no target image field")
+    try:
+        target_size = image_size(fields[target])
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise BadSample(f"sample {key!r}: {target} is not a readable image ({exc})") from None
+    present = set(nodes_present(fields, nodes))
+    quality = meta.get("quality") or {}
+    consistency = quality.get("objectConsistency") if isinstance(quality, dict) else None
+    if consistency is not None and not _at_least(consistency, REFERENCE_MIN_CONSISTENCY):
+        present.discard("reference")
+    return PoolSample(key=key, fields=fields, nodes=frozenset(present), target=target, target_size=target_size,
+                      caption=str(meta.get("caption") or ""), item=str(meta.get("item") or ""), meta=meta)
+
+
+def _at_least(value, bound) -> bool:
+    try:
+        return float(value) >= bound
+    except (TypeError, ValueError):
+        return False
+
+
+class Pool:
+    """A bounded window of parsed samples, oldest first."""
+
+    def __init__(self, capacity: int):
+        if capacity < 1:
+            raise ValueError(f"pool capacity must be >= 1, got {capacity}")
+        self.capacity = capacity
+        self._samples: deque[tuple[int, PoolSample | None]] = deque()
+        self._origins: deque[object] = deque()
+        self._signatures: Counter[frozenset[str]] = Counter()
+
+    def __len__(self) -> int:
+        return sum(1 for _, s in self._samples if s is not None)
+
+    def push(self, position: int, sample: PoolSample | None, origin: object = None) -> None:
+        """Add the sample at stream `position` (None for a skipped one, which still
+        occupies its place so the window stays a function of positions); `origin`
+        says where it was read from, so a later epoch can reuse it (`by_origin`)."""
+        self._samples.append((position, sample))
+        self._origins.append(origin)
+        if sample is not None:
+            self._signatures[sample.nodes] += 1
+        while len(self._samples) > self.capacity:
+            _, old = self._samples.popleft()
+            self._origins.popleft()
+            if old is not None:
+                self._signatures[old.nodes] -= 1
+                if not self._signatures[old.nodes]:
+                    del self._signatures[old.nodes]
+
+    def signatures(self) -> frozenset[frozenset[str]]:
+        """The distinct node sets in the pool (few; used to find servable tasks)."""
+        return frozenset(self._signatures)
+
+    def carriers(self, task: Task, exclude: set[str] = frozenset()) -> list[PoolSample]:
+        """Samples that carry every node of `task`, in pool order."""
+        need = set(task.nodes)
+        return [s for _, s in self._samples if s is not None and need <= s.nodes and s.key not in exclude]
+
+    def by_origin(self) -> dict[object, PoolSample | None]:
+        """The held samples by where they were read from."""
+        return {o: s for o, (_, s) in zip(self._origins, self._samples) if o is not None}
+
+    @property
+    def window(self) -> tuple[int, int]:
+        """Stream positions [lo, hi) the pool holds."""
+        if not self._samples:
+            return (0, 0)
+        return (self._samples[0][0], self._samples[-1][0] + 1)

@@ -1,0 +1,96 @@
+"""Where training grids come from: a pluggable source of `GridSample`s with a resumable position.
+
+A source is any iterable of `GridSample`; when it also has `state_dict()` /
+`load_state_dict()` (as `sampler.GridDataset` and `InMemoryGrids` do), the trainer stores that
+state per rank in every checkpoint and a resumed run continues with the very next grid.
+The source is read in the training process (`data.num_workers=0`), which is what keeps the
+state exact.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Iterator
+
+from sampler.grid_sample import GridSample
+
+from .config import ConfigError
+
+
+class InMemoryGrids:
+    """Cycles through a fixed list of grids (tests, overfitting checks); state = position."""
+
+    def __init__(self, grids: list[GridSample]):
+        if not grids:
+            raise ValueError("InMemoryGrids needs at least one grid")
+        self.grids = list(grids)
+        self.position = 0
+
+    def __iter__(self) -> Iterator[GridSample]:
+        while True:
+            grid = self.grids[self.position % len(self.grids)]
+            self.position += 1
+            yield grid
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"position": self.position}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.position = int(state["position"])
+
+
+def _identity(item):
+    return item
+
+
+class GridStream:
+    """Draws micro-batches from a source and forwards its state for checkpoints."""
+
+    def __init__(self, source: Iterable[GridSample], num_workers: int = 0):
+        self._iter: Iterator[GridSample] | None = None
+        if num_workers > 0:
+            try:
+                from torchdata.stateful_dataloader import StatefulDataLoader
+            except ImportError:
+                raise ConfigError(
+                    "config key 'data.num_workers' > 0 needs torchdata's StatefulDataLoader to checkpoint the "
+                    "workers' positions (pip install torchdata), or use data.num_workers=0"
+                ) from None
+            source = StatefulDataLoader(source, batch_size=None, num_workers=num_workers, collate_fn=_identity)
+        self.source = source
+
+    @property
+    def resumable(self) -> bool:
+        return hasattr(self.source, "state_dict") and hasattr(self.source, "load_state_dict")
+
+    def take(self, n: int) -> list[GridSample]:
+        if self._iter is None:
+            self._iter = iter(self.source)
+        grids = []
+        for _ in range(n):
+            try:
+                grids.append(next(self._iter))
+            except StopIteration:
+                raise RuntimeError(f"the training data ran out after {len(grids)} grids of a batch of {n}") from None
+        return grids
+
+    def state_dict(self) -> dict[str, Any] | None:
+        return self.source.state_dict() if self.resumable else None
+
+    def load_state_dict(self, state: dict[str, Any] | None) -> None:
+        if state is None:
+            return
+        if not self.resumable:
+            raise RuntimeError(f"checkpoint has a data position but {type(self.source).__name__} cannot resume")
+        self.source.load_state_dict(state)
+        self._iter = None  # restart iteration from the restored position
+
+
+def grid_dataset(shards: list[str], *, key: str, resolution: int, seed: int, tasks: str,
+                 rows: dict[int, float] | None, pool_size: int, rank: int, world_size: int) -> Iterable[GridSample]:
+    """`sampler.GridDataset` over webdataset shards; this process reads its own share (rank of world_size)."""
+    if not shards:
+        raise ConfigError(f"config key '{key}' is empty: name the shards (e.g. data/demo/shards)")
+    from sampler import GridDataset
+
+    return GridDataset(shards if len(shards) > 1 else shards[0], resolution=resolution, seed=seed, tasks=tasks,
+                       rows=rows, pool_size=pool_size, rank=rank, world_size=world_size)

@@ -1,0 +1,440 @@
+"""The VisualCloze LoRA training loop on FLUX.1-Fill-dev (accelerate + peft + diffusers).
+
+One optimizer step takes `global_batch_size / world_size` grids on every rank, in micro-batches
+of `micro_batch_size`; grids of one micro-batch that share a layout are stacked into one
+forward pass, others run as their own micro-steps (no padding, exact attention). Gradients
+are synchronised only on the last backward of a step. A step whose loss or gradient norm is
+NaN/inf on any rank is skipped on all ranks and counted; `max_nonfinite_in_row` in a row
+abort. Randomness of a step (noise, timesteps, VAE sampling) is seeded from
+(seed, rank, attempt), so a resumed run repeats exactly what an uninterrupted one does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import shutil
+import signal
+import threading
+import time
+from collections import OrderedDict, deque
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DistributedType, ProjectConfiguration, set_seed
+from diffusers import FluxFillPipeline
+from diffusers.optimization import get_scheduler
+from peft import get_peft_model_state_dict
+from tqdm.auto import tqdm
+
+from sampler.grid_sample import GridSample
+
+from .config import ConfigError, TrainConfig, to_dict
+from .data import GridStream, grid_dataset
+from .flow import FlowSettings, flow_loss
+from .grid_inputs import encode_grid, encode_prompts, layout_of, stack_inputs
+from .lora import LORA_WEIGHT_NAME, add_lora, export_lora_atomic, load_lora_into, lora_metadata, save_lora
+from .validation import run_validation
+
+logger = logging.getLogger("train")
+
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+CHECKPOINT_PREFIX = "checkpoint-"
+
+
+class TrainingAborted(RuntimeError):
+    """Training cannot go on (e.g. too many non-finite losses in a row)."""
+
+
+@dataclasses.dataclass
+class TrainState:
+    """Counters saved with every checkpoint (registered with accelerate)."""
+
+    step: int = 0  # optimizer steps taken
+    attempts: int = 0  # steps attempted, skipped ones included (seeds the step's randomness)
+    nonfinite_total: int = 0
+    nonfinite_in_row: int = 0
+    grids_seen: int = 0  # on this rank
+
+    def state_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        for key, value in state.items():
+            setattr(self, key, int(value))
+
+
+def list_checkpoints(output_dir: str | Path) -> list[Path]:
+    """Complete checkpoints (temp folders start with '.'), oldest first."""
+    root = Path(output_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX)]
+    return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
+
+
+class Trainer:
+    """Builds the model, data and optimizer from a `TrainConfig` and runs `train()`.
+
+    `train_data` / `val_grids` replace the shard-backed sources (any iterable of GridSample,
+    e.g. `InMemoryGrids`); without them `data.shards` / `validation.shards` are read with
+    `sampler.GridDataset`.
+    """
+
+    def __init__(self, cfg: TrainConfig, train_data: Iterable[GridSample] | None = None,
+                 val_grids: list[GridSample] | None = None):
+        self.cfg = cfg
+        self.output_dir = Path(cfg.train.output_dir)
+        report_to = None if cfg.log.report_to == "none" else cfg.log.report_to
+        self.accelerator = Accelerator(
+            mixed_precision=cfg.train.mixed_precision,
+            log_with=report_to,
+            project_config=ProjectConfiguration(project_dir=str(self.output_dir),
+                                                logging_dir=str(self.output_dir / "logs")),
+        )
+        acc = self.accelerator
+        launched = int(os.environ.get("WORLD_SIZE", "1"))
+        if launched != acc.num_processes:  # else every process would train alone into the same folder
+            raise RuntimeError(f"launched as {launched} processes but accelerate runs {acc.num_processes}; "
+                               "without GPUs set ACCELERATE_USE_CPU=1 for a multi-process CPU run")
+        self.device = acc.device
+        self.grad_accum = cfg.gradient_accumulation(acc.num_processes)
+        self.weight_dtype = DTYPES[cfg.model.weight_dtype]
+        # Data first: a wrong shard spec fails before minutes of model loading.
+        self._build_data(train_data, val_grids)
+        set_seed(cfg.train.seed)  # same LoRA init on every rank
+
+        transformer = self._build_model()
+        self.params = [p for p in transformer.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(self.params, lr=cfg.optim.lr, betas=(cfg.optim.beta1, cfg.optim.beta2),
+                                      weight_decay=cfg.optim.weight_decay, eps=cfg.optim.eps)
+        # Not prepared by accelerate (which would step it once per process); saved as a custom object.
+        try:
+            self.lr_scheduler = get_scheduler(cfg.optim.lr_scheduler, optimizer=optimizer,
+                                              num_warmup_steps=cfg.optim.warmup_steps,
+                                              num_training_steps=cfg.train.max_steps)
+        except ValueError as err:
+            raise ConfigError(f"config key 'optim.lr_scheduler': {err}") from None
+        self.transformer, self.optimizer = acc.prepare(transformer, optimizer)
+        self.state = TrainState()
+        acc.register_for_checkpointing(self.lr_scheduler)
+        acc.register_for_checkpointing(self.state)
+        acc.register_save_state_pre_hook(self._save_hook)
+        acc.register_load_state_pre_hook(self._load_hook)
+
+        self.flow = FlowSettings(
+            guidance=cfg.train.guidance if transformer.config.guidance_embeds else None,
+            loss_region=cfg.train.loss_region,
+            timestep_sampling=cfg.train.timestep_sampling, logit_mean=cfg.train.logit_mean,
+            logit_std=cfg.train.logit_std, mode_scale=cfg.train.mode_scale,
+            resolution_shift=cfg.train.resolution_shift, loss_weighting=cfg.train.loss_weighting,
+        )
+        self._stop_signal: int | None = None
+        self.history: deque[dict[str, float]] = deque(maxlen=1000)  # latest steps' metrics, for callers and tests
+
+    def _build_data(self, train_data, val_grids) -> None:
+        """Training grids (this rank's share) and the fixed validation grids."""
+        cfg, acc = self.cfg, self.accelerator
+        d = cfg.data
+        if train_data is None:
+            train_data = grid_dataset(d.shards, key="data.shards", resolution=d.resolution, seed=d.seed, tasks=d.tasks,
+                                      rows=d.rows, pool_size=d.pool_size, rank=acc.process_index,
+                                      world_size=acc.num_processes)
+        self.data = GridStream(train_data, num_workers=d.num_workers)
+        if val_grids is None and cfg.validation.every and cfg.validation.shards:
+            v = cfg.validation
+            held_out = grid_dataset(v.shards, key="validation.shards", resolution=d.resolution, seed=v.seed,
+                                    tasks=v.tasks, rows=d.rows, pool_size=d.pool_size, rank=0, world_size=1)
+            val_grids = GridStream(held_out).take(v.num_grids)
+        self.val_grids = list(val_grids or [])[: cfg.validation.num_grids]
+
+    def _build_model(self):
+        """The pipeline from `model.pretrained`, frozen, with a trainable LoRA on the transformer."""
+        cfg = self.cfg
+        self.pipe = FluxFillPipeline.from_pretrained(cfg.model.pretrained, revision=cfg.model.revision,
+                                                     dtype=self.weight_dtype)
+        self.pipe.set_progress_bar_config(disable=True)
+        # VisualCloze prompts run past CLIP's 77 tokens by design (the reference truncates them too);
+        # diffusers would warn about it on every step.
+        for name in ("flux.pipeline_flux_fill", "visualcloze.pipeline_visualcloze_generation"):
+            logging.getLogger(f"diffusers.pipelines.{name}").setLevel(logging.ERROR)
+        for module in (self.pipe.vae, self.pipe.text_encoder, self.pipe.text_encoder_2):
+            module.requires_grad_(False)
+        transformer = self.pipe.transformer
+        add_lora(transformer, cfg.lora.rank, cfg.lora.alpha, cfg.lora.dropout, cfg.lora.target_modules)
+        if cfg.model.gradient_checkpointing:
+            transformer.enable_gradient_checkpointing()
+        text_device = self.device if cfg.model.text_encoders_on == "device" else torch.device("cpu")
+        self.pipe.vae.to(self.device)
+        self.pipe.text_encoder.to(text_device)
+        self.pipe.text_encoder_2.to(text_device)
+        transformer.to(self.device)
+        return transformer
+
+    # ------------------------------------------------------------------ LoRA I/O
+
+    def unwrapped(self):
+        return self.accelerator.unwrap_model(self.transformer)
+
+    def lora_layers(self) -> dict[str, torch.Tensor]:
+        """The LoRA state dict in diffusers/peft naming (gathered first under FSDP; call on all ranks)."""
+        model = self.unwrapped()
+        if self.accelerator.distributed_type == DistributedType.FSDP:
+            full = self.accelerator.get_state_dict(self.transformer)
+            return get_peft_model_state_dict(model, state_dict=full)
+        return get_peft_model_state_dict(model)
+
+    def _save_hook(self, models, weights, output_dir):
+        layers = self.lora_layers()
+        while weights:
+            weights.pop()  # the frozen base model is never written
+        if self.accelerator.is_main_process:
+            save_lora(output_dir, layers, lora_metadata(self.unwrapped()))
+
+    def _load_hook(self, models, input_dir):
+        while models:
+            models.pop()
+        load_lora_into(self.unwrapped(), input_dir)
+
+    def export_lora(self, path: str | Path | None = None) -> Path:
+        """Write the current LoRA as diffusers safetensors, atomically (default: output_dir/LORA_WEIGHT_NAME)."""
+        layers = self.lora_layers()
+        path = Path(path) if path is not None else self.output_dir / LORA_WEIGHT_NAME
+        if self.accelerator.is_main_process:
+            export_lora_atomic(path, {k: v.detach().cpu() for k, v in layers.items()}, lora_metadata(self.unwrapped()))
+        self.accelerator.wait_for_everyone()
+        return path
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def save_checkpoint(self) -> Path:
+        """All state into a temp folder, then one rename; keep the newest `checkpoint.keep`."""
+        acc = self.accelerator
+        root = self.output_dir / "checkpoints"
+        name = f"{CHECKPOINT_PREFIX}{self.state.step:07d}"
+        final, tmp = root / name, root / f".tmp-{name}"
+        if acc.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        acc.wait_for_everyone()
+        acc.save_state(str(tmp))
+        torch.save({"data": self.data.state_dict(), "world_size": acc.num_processes},
+                   tmp / f"data_state_rank{acc.process_index}.pt")
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            (tmp / "trainer.json").write_text(json.dumps(
+                {"step": self.state.step, "world_size": acc.num_processes, "config": to_dict(self.cfg)}, indent=2))
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+            for old in list_checkpoints(self.output_dir)[: -self.cfg.checkpoint.keep or None]:
+                shutil.rmtree(old, ignore_errors=True)
+        acc.wait_for_everyone()
+        return final
+
+    def resume(self, which: str) -> Path | None:
+        """Load 'latest' or a named checkpoint folder; None when 'latest' finds nothing."""
+        if which == "latest":
+            found = list_checkpoints(self.output_dir)
+            if not found:
+                self.accelerator.print(f"checkpoint.resume=latest: no checkpoint in {self.output_dir}/checkpoints, "
+                                       "starting fresh")
+                return None
+            path = found[-1]
+        else:
+            path = Path(which)
+            if not (path / LORA_WEIGHT_NAME).is_file():
+                raise FileNotFoundError(f"config key 'checkpoint.resume': {path} is not a checkpoint folder")
+        self.accelerator.load_state(str(path))
+        data_file = path / f"data_state_rank{self.accelerator.process_index}.pt"
+        if not data_file.is_file():
+            raise FileNotFoundError(f"{data_file} is missing: was the checkpoint written by another number of "
+                                    "processes?")
+        saved = torch.load(data_file, weights_only=False)
+        if saved["world_size"] != self.accelerator.num_processes:
+            raise RuntimeError(f"checkpoint {path} was written by {saved['world_size']} processes, "
+                               f"this run has {self.accelerator.num_processes}: the data position cannot carry over")
+        self.data.load_state_dict(saved["data"])
+        self.accelerator.print(f"resumed from {path} at step {self.state.step}")
+        return path
+
+    # ------------------------------------------------------------------ one step
+
+    def _generator(self) -> torch.Generator:
+        seed = np.random.SeedSequence([self.cfg.train.seed, self.accelerator.process_index, self.state.attempts])
+        return torch.Generator(device=self.device).manual_seed(int(seed.generate_state(1, dtype=np.uint64)[0] >> 1))
+
+    def _micro_step(self, grids: list[GridSample], generator: torch.Generator, scale: float,
+                    last: bool) -> tuple[list[float], int]:
+        """Forward/backward for one micro-batch; returns per-grid losses and image tokens seen."""
+        groups: "OrderedDict[Any, list[GridSample]]" = OrderedDict()
+        for grid in grids:
+            groups.setdefault(layout_of(grid), []).append(grid)
+        losses, tokens = [], 0
+        for g, members in enumerate(groups.values()):
+            inputs = stack_inputs([encode_grid(self.pipe, grid, generator, self.device, self.weight_dtype)
+                                   for grid in members])
+            prompt_embeds, pooled, text_ids = encode_prompts(self.pipe, [grid.prompt for grid in members], self.device,
+                                                             self.weight_dtype, self.cfg.model.max_sequence_length)
+            sync = last and g == len(groups) - 1
+            with nullcontext() if sync else self.accelerator.no_sync(self.transformer):
+                per_grid = flow_loss(self.transformer, inputs, prompt_embeds, pooled, text_ids, self.flow,
+                                     self.pipe.scheduler, generator)
+                self.accelerator.backward(per_grid.sum() * scale)
+            losses.extend(per_grid.detach().float().cpu().tolist())
+            tokens += inputs.num_tokens * len(members)
+        return losses, tokens
+
+    def train_step(self) -> dict[str, float]:
+        """One optimizer step (or a counted skip); returns its metrics."""
+        acc, cfg = self.accelerator, self.cfg
+        n_local = cfg.train.micro_batch_size * self.grad_accum
+        generator = self._generator()
+        self.state.attempts += 1
+        losses, tokens = [], 0
+        start = time.perf_counter()
+        self.transformer.train()
+        for i in range(self.grad_accum):
+            grids = self.data.take(cfg.train.micro_batch_size)
+            self.state.grids_seen += len(grids)
+            last = i == self.grad_accum - 1
+            batch_losses, batch_tokens = self._micro_step(grids, generator, 1.0 / n_local, last=last)
+            losses += batch_losses
+            tokens += batch_tokens
+        loss = float(np.mean(losses))
+        bad = torch.tensor(0.0 if math.isfinite(loss) else 1.0, device=self.device)
+        bad = float(acc.reduce(bad, reduction="sum")) > 0
+        grad_norm = acc.clip_grad_norm_(self.params, cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else math.inf)
+        grad_norm = float(grad_norm) if grad_norm is not None else float("nan")
+        if bad or not math.isfinite(grad_norm):
+            self.optimizer.zero_grad(set_to_none=True)
+            self.state.nonfinite_total += 1
+            self.state.nonfinite_in_row += 1
+            logger.warning("non-finite loss/grad at attempt %d (loss %s, grad norm %s): step skipped (%d in a row)",
+                           self.state.attempts, loss, grad_norm, self.state.nonfinite_in_row)
+            if self.state.nonfinite_in_row >= cfg.train.max_nonfinite_in_row:
+                raise TrainingAborted(
+                    f"{self.state.nonfinite_in_row} non-finite losses in a row (train.max_nonfinite_in_row="
+                    f"{cfg.train.max_nonfinite_in_row}) at step {self.state.step}: check the data and the learning rate"
+                )
+            skipped = 1.0
+        else:
+            self.optimizer.step()
+            self.lr_scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.state.step += 1
+            self.state.nonfinite_in_row = 0
+            skipped = 0.0
+        elapsed = time.perf_counter() - start
+        metrics = {
+            "loss": loss, "lr": self.lr_scheduler.get_last_lr()[0], "grad_norm": grad_norm,
+            "grids_per_s": acc.num_processes * n_local / elapsed, "tokens_per_s": acc.num_processes * tokens / elapsed,
+            "skipped": skipped, "nonfinite_total": float(self.state.nonfinite_total),
+        }
+        if torch.cuda.is_available():
+            metrics["gpu_mem_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30
+        return metrics
+
+    # ------------------------------------------------------------------ loop
+
+    def _on_signal(self, signum, frame):
+        if self._stop_signal is not None:  # a second signal: stop now, without the checkpoint
+            raise KeyboardInterrupt if signum == signal.SIGINT else SystemExit(128 + signum)
+        self._stop_signal = signum
+        logger.warning("%s: finishing this step, then saving a checkpoint (send it again to stop at once)",
+                       signal.Signals(signum).name)
+
+    def _stop_requested(self) -> bool:
+        flag = torch.tensor(1.0 if self._stop_signal is not None else 0.0, device=self.device)
+        return float(self.accelerator.reduce(flag, reduction="sum")) > 0
+
+    def validate(self) -> list[Path]:
+        if not self.val_grids:
+            return []
+        acc, cfg = self.accelerator, self.cfg
+        paths: list[Path] = []
+        # Under FSDP every rank must join the forward passes; otherwise the main process alone samples.
+        if acc.is_main_process or acc.distributed_type == DistributedType.FSDP:
+            out = self.output_dir / "validation" / f"step-{self.state.step:07d}"
+            with acc.autocast():
+                results = run_validation(self.pipe, self.val_grids, out, resolution=cfg.data.resolution,
+                                         steps=cfg.validation.num_inference_steps, guidance=cfg.validation.guidance,
+                                         seed=cfg.validation.seed, max_sequence_length=cfg.model.max_sequence_length,
+                                         device=self.device)
+            if acc.is_main_process and cfg.log.report_to == "tensorboard":
+                writer = acc.get_tracker("tensorboard", unwrap=True)
+                for i, (_, image) in enumerate(results):
+                    writer.add_image(f"validation/grid-{i:02d}", image, self.state.step, dataformats="HWC")
+            paths = [p for p, _ in results]
+        acc.wait_for_everyone()
+        return paths
+
+    def _after_step(self, metrics: dict[str, float], bar) -> None:
+        """Progress, logs, periodic checkpoint and validation after an optimizer step."""
+        cfg, step = self.cfg, self.state.step
+        bar.update(1)
+        bar.set_postfix(loss=f"{metrics['loss']:.4f}", gn=f"{metrics['grad_norm']:.3f}")
+        if cfg.log.report_to != "none" and (step % cfg.log.every == 0 or step == 1):
+            self.accelerator.log(metrics, step=step)
+        if cfg.checkpoint.every and step % cfg.checkpoint.every == 0 and step < cfg.train.max_steps:
+            self.save_checkpoint()
+        if cfg.validation.every and step % cfg.validation.every == 0:
+            self.validate()
+
+    def train(self) -> dict[str, Any]:
+        """Run to `train.max_steps` (or until SIGTERM/SIGINT); returns a summary."""
+        acc, cfg = self.accelerator, self.cfg
+        if cfg.checkpoint.resume:
+            self.resume(cfg.checkpoint.resume)
+        if acc.is_main_process:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+        if cfg.log.report_to != "none":
+            flat = {k: (v if isinstance(v, (int, float, str, bool)) else str(v))
+                    for k, v in _flatten(to_dict(cfg)).items()}
+            acc.init_trackers("visualcloze-lora", config=flat)
+        handled = (signal.SIGTERM, signal.SIGINT) if threading.current_thread() is threading.main_thread() else ()
+        previous = {s: signal.signal(s, self._on_signal) for s in handled}
+        bar = tqdm(total=cfg.train.max_steps, initial=self.state.step, desc="train",
+                   disable=not acc.is_local_main_process)
+        interrupted = None
+        try:
+            while self.state.step < cfg.train.max_steps:
+                metrics = self.train_step()
+                self.history.append(metrics)
+                if not metrics["skipped"]:
+                    self._after_step(metrics, bar)
+                if self._stop_requested():
+                    interrupted = signal.Signals(self._stop_signal or signal.SIGTERM).name
+                    break
+        finally:
+            bar.close()
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+        checkpoint = self.save_checkpoint()
+        if interrupted:
+            acc.print(f"{interrupted}: saved {checkpoint} at step {self.state.step}; "
+                      f"continue with checkpoint.resume=latest")
+        else:
+            if cfg.validation.every and self.state.step % cfg.validation.every:
+                self.validate()
+        lora = self.export_lora()
+        acc.end_training()
+        return {"step": self.state.step, "checkpoint": checkpoint, "lora": lora, "interrupted": interrupted,
+                "nonfinite_total": self.state.nonfinite_total}
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for key, value in d.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out

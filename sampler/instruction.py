@@ -21,17 +21,18 @@ from graph200k import DEFAULT_NODES, NodeRegistry
 
 PAIR_SUFFIX = "_ref"  # column name of a style node's reference image: `<style>_ref`
 
+# {row_count} is "1 row" / "3 rows", {col_count} "1 column" / "2 columns".
 LAYOUT_TEMPLATES = (
-    "A grid of {rows} rows and {cols} columns, {count} images in all.",
-    "{count} images laid out in {rows} rows of {cols}.",
+    "A grid of {row_count} and {col_count}, {count} images in all.",
+    "{count} images laid out in {row_count} of {cols}.",
     "The picture is a {rows}x{cols} grid holding {count} images.",
-    "{rows} rows, {cols} images per row, {count} panels in total.",
-    "An image grid: {rows} rows by {cols} columns ({count} cells).",
-    "A collage of {count} images arranged as {rows} rows and {cols} columns.",
+    "{row_count}, {cols} images per row, {count} panels in total.",
+    "An image grid: {row_count} by {col_count} ({count} cells).",
+    "A collage of {count} images arranged as {row_count} and {col_count}.",
     "Here are {count} pictures in a {rows}-row, {cols}-column layout.",
     "A {rows} by {cols} panel layout with {count} images side by side.",
-    "{count} tiles form a grid with {rows} rows and {cols} columns.",
-    "A layout of {rows} rows; each row has {cols} images, {count} altogether.",
+    "{count} tiles form a grid with {row_count} and {col_count}.",
+    "A layout of {row_count}; each row has {cols} images, {count} altogether.",
 )
 
 TASK_TEMPLATES = (
@@ -79,7 +80,12 @@ class InstructionConfig:
 def layout_text(rows: int, cols: int, rng: np.random.Generator | None = None) -> str:
     """The layout part; the first template when no `rng` is given."""
     template = LAYOUT_TEMPLATES[0 if rng is None else int(rng.integers(len(LAYOUT_TEMPLATES)))]
-    return template.format(rows=rows, cols=cols, count=rows * cols)
+    return template.format(rows=rows, cols=cols, count=rows * cols, row_count=_counted(rows, "row"),
+                           col_count=_counted(cols, "column"))
+
+
+def _counted(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def column_phrase(column: str, rng: np.random.Generator, nodes: NodeRegistry = DEFAULT_NODES) -> str:

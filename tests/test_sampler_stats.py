@@ -104,8 +104,11 @@ def test_prompt_parts_and_tags(plans):
             node = DEFAULT_NODES.get(column[: -len(PAIR_SUFFIX)] if column.endswith(PAIR_SUFFIX) else column)
             allowed = node.pair_phrases if column.endswith(PAIR_SUFFIX) else node.phrases
             assert any(phrase.startswith(a) for a in allowed), (column, phrase)
-        assert f"{len(p.rows)} rows" in p.prompt or f"{len(p.rows)}x" in p.prompt or f"{len(p.rows)}-row" in p.prompt \
-            or f"{len(p.rows)} by" in p.prompt or f"layout of {len(p.rows)} rows" in p.prompt
+        r = len(p.rows)
+        row_count = f"{r} row" if r == 1 else f"{r} rows"
+        assert any(f"{x}" in p.prompt for x in (f"{row_count} ", f"{row_count},", f"{row_count};", f"{r}x",
+                                                 f"{r}-row", f"{r} by")), p.prompt
+        assert not re.search(r"\b1 (rows|columns)\b", p.prompt), p.prompt
     prefixes = tuple(t.split("{caption}")[0] for t in CONTENT_TEMPLATES)
     content = [p for p in kept if any(x in p.prompt for x in prefixes)]
     assert content and all(p.task.target == "target" and p.rows[-1].sample.caption for p in content)

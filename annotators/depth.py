@@ -10,12 +10,8 @@ bf16 on CUDA, fp32 on CPU.
 
 from __future__ import annotations
 
-from typing import Sequence
-
-from .base import SampleInput
 from .depth_map import normalise_depth
-from .model_backed import ModelBackedAnnotator
-from .torch_runtime import inference, same_size_groups, weights_dtype
+from .image_to_map import ImageToMapAnnotator
 from .weights import TRANSFORMERS_WEIGHTS, ModelSpec
 
 DEPTH_ANYTHING_V2_LARGE = ModelSpec(
@@ -25,7 +21,7 @@ PERMISSIVE_DEPTH_MODEL = "LiheYoung/depth-anything-large-hf"
 """Depth Anything V1 Large, Apache-2.0: the documented permissive option (`--set depth.model=...`)."""
 
 
-class DepthAnnotator(ModelBackedAnnotator):
+class DepthAnnotator(ImageToMapAnnotator):
     """Depth Anything (V2 Large by default) relative depth, resized to the target and min-max normalised."""
 
     name = "depth"
@@ -34,24 +30,8 @@ class DepthAnnotator(ModelBackedAnnotator):
     version = "1"
     batch_size = 8
     num_gpus = 0.25
+    model_class = "DepthAnythingForDepthEstimation"
 
-    def load(self) -> None:
-        from transformers import AutoImageProcessor, DepthAnythingForDepthEstimation
-
-        path = self.weights_path(DEPTH_ANYTHING_V2_LARGE)
-        self.dtype = weights_dtype(self.device)
-        self.processor = AutoImageProcessor.from_pretrained(path)
-        self.model = DepthAnythingForDepthEstimation.from_pretrained(path, dtype=self.dtype).to(self.device).eval()
-
-    def annotate(self, batch: Sequence[SampleInput]) -> list[dict]:
-        out: list[dict | None] = [None] * len(batch)
-        images = [s.target for s in batch]
-        with inference(self.device):
-            for group in same_size_groups(images):
-                inputs = self.processor(images=[images[i] for i in group], return_tensors="pt")
-                pixels = inputs["pixel_values"].to(self.device, self.dtype)
-                outputs = self.model(pixel_values=pixels)
-                sizes = [images[i].shape[:2] for i in group]
-                for i, pred in zip(group, self.processor.post_process_depth_estimation(outputs, target_sizes=sizes)):
-                    out[i] = {"depth": normalise_depth(pred["predicted_depth"].float().cpu().numpy())}
-        return out
+    def to_maps(self, outputs, sizes):
+        predictions = self.processor.post_process_depth_estimation(outputs, target_sizes=sizes)
+        return [normalise_depth(p["predicted_depth"].float().cpu().numpy()) for p in predictions]

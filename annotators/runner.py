@@ -13,7 +13,6 @@ with the current inputs and annotator version.
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import os
@@ -32,15 +31,22 @@ from graph200k.decode import MAX_PIXELS
 from graph200k.nodes import NodeRegistry
 from graph200k.shardio import invalidate, read_errors, read_stats, remove_partials, write_json
 
-from .annotate import annotate_shard, is_done, node_tar
+from .annotate import is_done, node_tar
 from .base import Annotator
 from .ingest import INGEST_VERSION, source_dir, source_tar, write_source_shard
 from .sources import DEFAULT_SAMPLES_PER_SHARD, ShardPlan, SourcePlan, plan_sources
+from .worker import AnnotatorWorker
 
 if TYPE_CHECKING:  # the registry imports every annotator module; Ray workers need none of them
     from .registry import AnnotatorRegistry
 
 LOCAL_OBJECT_STORE_BYTES = 512 * 1024**2  # only shard stats travel through the object store
+# A run alternates stages of tasks (source shards) and of actors (annotators), and Ray never
+# gives a task's worker process to an actor. Left to the default (1 s), Ray kills the idle task
+# workers while the next annotator's actors are annotating, and each dying worker spends about
+# 0.4 s of CPU tearing down its imports (pandas, pyarrow, Ray Data) on the cores the actors use.
+# A local Ray keeps idle workers for a minute instead (the node's memory allows a few more).
+LOCAL_SYSTEM_CONFIG = {"idle_worker_killing_time_threshold_ms": 60_000}
 
 
 class AnnotatorUnavailable(RuntimeError):
@@ -112,7 +118,8 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
     if address:
         ray.init(address=address, **common)
     else:
-        ray.init(num_cpus=num_cpus or os.cpu_count(), object_store_memory=LOCAL_OBJECT_STORE_BYTES, **common)
+        ray.init(num_cpus=num_cpus or os.cpu_count(), object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+                 _system_config=LOCAL_SYSTEM_CONFIG, **common)
     try:
         yield
     finally:
@@ -146,38 +153,6 @@ def _ingest_batch(batch: dict[str, np.ndarray], dataset: str, max_pixels: int) -
         except Exception as err:  # one broken input shard must not stop the others
             out.append(json.dumps({"shard": plan.shard, "error": f"{type(err).__name__}: {err}"}))
     return {"stats": out}
-
-
-class AnnotatorWorker:
-    """A Ray actor: builds the annotator and loads its model once, then annotates whole shards."""
-
-    def __init__(self, annotator: str, dataset: str, batch_size: int | None, max_pixels: int,
-                 settings: dict | None = None):
-        import cv2
-        import ray
-
-        # Ray gives the actor `num_cpus` cores; OpenCV would otherwise start one thread per
-        # core of the machine in every actor, and the actors of one node would fight over them.
-        cv2.setNumThreads(max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))))
-        module, _, qualname = annotator.partition(":")
-        annotator_cls = getattr(importlib.import_module(module), qualname)
-        self.annotator = annotator_cls(DEFAULT_NODES, settings)
-        if batch_size:
-            self.annotator.batch_size = batch_size
-        self.annotator.load()
-        self.dataset = Path(dataset)
-        self.max_pixels = max_pixels
-        self.ready_at = time.time()
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
-        out = []
-        for shard in batch["job"]:
-            try:
-                out.append(json.dumps(annotate_shard(self.annotator, self.dataset, str(shard), self.max_pixels,
-                                                       self.ready_at)))
-            except Exception as err:
-                out.append(json.dumps({"shard": str(shard), "error": f"{type(err).__name__}: {err}"}))
-        return {"stats": out}
 
 
 def _map_shards(jobs: list[str], fn, desc: str, progress: bool, **map_kwargs) -> Iterator[dict]:

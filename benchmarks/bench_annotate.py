@@ -5,7 +5,8 @@ Both sides do the same work per image on the same images: decode the JPEG
 and encode the PNG (`annotators.base.encode_image`). The pipeline side also
 reads the source shards and writes the node shards, stats and errors records,
 and includes starting its actor pool; starting Ray itself (and Ray Data's
-system actors, warmed up once) and writing the source shards are not timed. Measured for a local Ray with 1 and with 2 CPUs.
+system actors, warmed up once) and writing the source shards are not timed. Measured for a local Ray with 1 and with 2 CPUs,
+configured as `annotators.runner.ray_session` configures a local Ray (`LOCAL_SYSTEM_CONFIG`).
 
 Images: N (default 256) 512x512 JPEGs cut from the bundled samples/ at varying
 positions and scales. Acceptance (issue 4): pipeline >= 0.5x the plain loop at
@@ -34,7 +35,7 @@ sys.path.insert(0, str(REPO))
 from annotators.base import encode_image  # noqa: E402
 from annotators.canny import CannyAnnotator, canny_edges  # noqa: E402
 from annotators.registry import AnnotatorRegistry  # noqa: E402
-from annotators.runner import RunConfig, RunSummary, run_annotator, write_sources  # noqa: E402
+from annotators.runner import LOCAL_SYSTEM_CONFIG, RunConfig, RunSummary, run_annotator, write_sources  # noqa: E402
 from annotators.sources import plan_sources  # noqa: E402
 from graph200k.decode import decode_image  # noqa: E402
 from graph200k.shardio import read_stats  # noqa: E402
@@ -80,7 +81,7 @@ def pipeline(folder: Path, work: Path, cpus: int, per_shard: int, n: int) -> tup
     import ray
     import ray.data
 
-    ray.init(num_cpus=cpus, include_dashboard=False, object_store_memory=256 * 1024**2,
+    ray.init(num_cpus=cpus, include_dashboard=False, object_store_memory=256 * 1024**2, _system_config=LOCAL_SYSTEM_CONFIG,
              logging_level=logging.WARNING, log_to_driver=False)
     try:
         from annotators.runner import _quiet_data_context

@@ -1,11 +1,30 @@
-"""What a Graph200K sample is: node types, the task graph, the dataset layout."""
+"""What a Graph200K sample is: node types, the task graph, the dataset layout.
 
-from .catalog import DEFAULT_NODES, DEGRADATION_NAMES
-from .nodes import Graph200kError, Group, NodeRegistry, NodeType, Production, Storage
-from .tasks import DEFAULT_FAMILIES, FamilyRule, Slot, Task, TaskGraph, default_task_graph, slot
+The names below are loaded on first use (PEP 562), so importing one submodule
+(`graph200k.catalog` in an annotator's Ray actor, say) does not also import
+the task graph and networkx: that start-up time is paid by every actor.
+"""
+
+from importlib import import_module
+
+_EXPORTS = {
+    "DEFAULT_NODES": "catalog", "DEGRADATION_NAMES": "catalog",
+    "Graph200kError": "nodes", "Group": "nodes", "NodeRegistry": "nodes", "NodeType": "nodes",
+    "Production": "nodes", "Storage": "nodes",
+    "DEFAULT_FAMILIES": "tasks", "FamilyRule": "tasks", "Slot": "tasks", "Task": "tasks",
+    "TaskGraph": "tasks", "default_task_graph": "tasks", "slot": "tasks",
+}
 
 __all__ = [
     "DEFAULT_FAMILIES", "DEFAULT_NODES", "DEGRADATION_NAMES", "FamilyRule", "Graph200kError",
     "Group", "NodeRegistry", "NodeType", "Production", "Slot", "Storage", "Task", "TaskGraph",
     "default_task_graph", "slot",
 ]
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value

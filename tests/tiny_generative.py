@@ -28,14 +28,12 @@ Tokenizers are built locally (`train.tiny`); nothing is downloaded.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
 import torch
 
-from train.tiny import build_clip_tokenizer, build_t5_tokenizer, save_tiny_pipeline
+from train.tiny import atomic_dir, build_clip_tokenizer, build_t5_tokenizer, save_tiny_pipeline
 
 from annotators.caption_edit import edit_messages
 
@@ -45,20 +43,6 @@ CHATML_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
-
-
-def _atomic_dir(out: Path, build: Callable[[Path], None]) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        build(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
 
 
 # --- SDXL + ControlNet + IP-Adapter -----------------------------------------------------------
@@ -97,7 +81,7 @@ def save_tiny_sdxl(out: Path, seed: int = 0) -> Path:
                                          add_watermarker=False)
         pipe.save_pretrained(tmp)
 
-    return _atomic_dir(Path(out), build)
+    return atomic_dir(Path(out), build)
 
 
 def save_tiny_controlnet(out: Path, seed: int = 0) -> Path:
@@ -109,7 +93,7 @@ def save_tiny_controlnet(out: Path, seed: int = 0) -> Path:
                         conditioning_embedding_out_channels=(4, 4, 8, 8),  # three 2x steps: the VAE's 8x
                         **_UNET_KW).save_pretrained(tmp)
 
-    return _atomic_dir(Path(out), build)
+    return atomic_dir(Path(out), build)
 
 
 def save_tiny_ip_adapter(out: Path, sdxl: Path, seed: int = 0) -> Path:
@@ -147,7 +131,7 @@ def save_tiny_ip_adapter(out: Path, sdxl: Path, seed: int = 0) -> Path:
             key_id += 2
         torch.save({"image_proj": image_proj, "ip_adapter": ip_adapter}, folder / "ip-adapter_sdxl.bin")
 
-    return _atomic_dir(Path(out), build)
+    return atomic_dir(Path(out), build)
 
 
 # --- Flux: Redux prior, Depth control, Fill ----------------------------------------------------
@@ -166,7 +150,7 @@ def save_tiny_flux_redux(out: Path, seed: int = 0) -> Path:
         FluxPriorReduxPipeline(image_encoder=vision.eval(), feature_extractor=processor,
                                image_embedder=embedder.eval()).save_pretrained(tmp)
 
-    return _atomic_dir(Path(out), build)
+    return atomic_dir(Path(out), build)
 
 
 def save_tiny_flux_depth(out: Path, seed: int = 0) -> Path:
@@ -203,7 +187,7 @@ def save_tiny_flux_depth(out: Path, seed: int = 0) -> Path:
                             text_encoder_2=t5.eval(), tokenizer_2=t5_tok,
                             transformer=transformer.eval()).save_pretrained(tmp)
 
-    return _atomic_dir(Path(out), build)
+    return atomic_dir(Path(out), build)
 
 
 # --- the caption-rewriting language model -----------------------------------------------------
@@ -281,7 +265,7 @@ def save_tiny_llm(out: Path, seed: int = 0, teach_answer: str | None = None,
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
 
-    return _atomic_dir(Path(out), build)
+    return atomic_dir(Path(out), build)
 
 
 def save_tiny_generative(out: str | os.PathLike, seed: int = 0, teach_answer: str | None = None,

@@ -16,6 +16,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import torch
 from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxFillPipeline, FluxTransformer2DModel
@@ -158,13 +159,14 @@ def build_tiny_pipeline(seed: int = 0) -> FluxFillPipeline:
     )
 
 
-def save_tiny_pipeline(out: str | os.PathLike, seed: int = 0) -> Path:
-    """Write the pipeline with `save_pretrained` into a temp dir beside `out`, then rename it into place."""
+def atomic_dir(out: str | os.PathLike, build: Callable[[Path], None]) -> Path:
+    """Run `build(tmp)` on a temp dir beside `out`, then rename it into place: a killed build
+    never leaves a half-written folder under the final name."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        build_tiny_pipeline(seed).save_pretrained(tmp)
+        build(tmp)
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
@@ -172,6 +174,11 @@ def save_tiny_pipeline(out: str | os.PathLike, seed: int = 0) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def save_tiny_pipeline(out: str | os.PathLike, seed: int = 0) -> Path:
+    """Write the pipeline with `save_pretrained`, atomically (see `atomic_dir`)."""
+    return atomic_dir(out, lambda tmp: build_tiny_pipeline(seed).save_pretrained(tmp))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,7 +35,14 @@ FLUX_VAE_SCALE = 8  # what VisualClozePipeline passes as vae_scale_factor
 
 class GridProcessor(VisualClozeProcessor):
     """`VisualClozeProcessor` with the multi-target resize, empty query row and
-    tuple layout prompt fixed (see the module docstring)."""
+    tuple layout prompt fixed (see the module docstring).
+
+    `layout=False` adds no layout sentence: for prompts that already state the
+    layout, as the sampler's training instructions do."""
+
+    def __init__(self, *args, resolution: int = 384, layout: bool = True, **kwargs):
+        super().__init__(*args, resolution=resolution, **kwargs)
+        self.layout = layout
 
     def _row_size(self, row: list[Image.Image | None], divisible: int) -> tuple[int, int] | None:
         for image in row:  # the first image fixes the row's cell size, as in diffusers
@@ -79,7 +86,7 @@ class GridProcessor(VisualClozeProcessor):
         return tensors, image_sizes, target_position
 
     def get_layout_prompt(self, size: tuple[int, int]) -> str:  # fix 3: a string, our wording
-        return layout_text(size[0], size[1])
+        return layout_text(size[0], size[1]) if self.layout else ""
 
 
 @dataclass

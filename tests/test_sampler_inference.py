@@ -94,6 +94,7 @@ def test_layout_prompt_is_a_string(images):
     prompt = GridProcessor(resolution=384).get_layout_prompt((2, 2))
     assert isinstance(prompt, str) and "2 rows" in prompt and "4 images" in prompt
     assert inference_grid(rows).layout_prompt == prompt
+    assert GridProcessor(resolution=384, layout=False).get_layout_prompt((2, 2)) == ""  # prompt states it
 
 
 def test_bad_inference_inputs_are_named(images):

@@ -17,6 +17,7 @@ from train.flow import flow_loss
 from train.grid_inputs import encode_grid, encode_prompts
 from train.lora import LORA_WEIGHT_NAME
 from train.trainer import Trainer, TrainingAborted, list_checkpoints
+from sampler.inference import GridProcessor
 from train.validation import fill_grid, visualcloze_pipeline
 
 CPU = torch.device("cpu")
@@ -158,6 +159,7 @@ def test_exported_lora_reproduces_the_trained_model_in_fresh_pipelines(tiny_flux
     base = vc_cells(visualcloze_pipeline(FluxFillPipeline.from_pretrained(tiny_flux_fill), 32), grid)
     fresh_vc = VisualClozeGenerationPipeline.from_pretrained(tiny_flux_fill, resolution=32)
     fresh_vc.load_lora_weights(lora)
+    fresh_vc.image_processor = GridProcessor(resolution=32, layout=False)  # as validation prompts it
     fresh_vc.set_progress_bar_config(disable=True)
     assert np.abs(straight["vc"] - base).max() > 10  # the LoRA changes the picture ...
     assert np.abs(vc_cells(fresh_vc, grid) - straight["vc"]).max() <= 1  # ... and the exported file reproduces it

@@ -4,9 +4,11 @@ The pipeline is built from the trainer's own modules (the transformer carries th
 being trained), so no weights are copied. Each grid is saved as one PNG: the ground-truth grid
 on top, the same grid with the generated cell(s) pasted in below.
 
-Two documented differences from training, both from the reference/diffusers inference code:
-sampling uses guidance 30 (training uses `train.guidance`, 1.0) and a resolution-shifted
-schedule, and the pipeline prefixes its own layout sentence to the grid's prompt.
+The pipeline's image processor is the sampler's `GridProcessor` (diffusers' own with its bugs
+fixed) with no layout sentence of its own: the grid's prompt, as the model was trained on it,
+is the whole prompt (diffusers' processor would prefix a tuple-formatted layout sentence).
+A documented difference from training, from the reference/diffusers inference code: sampling
+uses guidance 30 (training uses `train.guidance`, 1.0) and a resolution-shifted schedule.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from diffusers import FlowMatchEulerDiscreteScheduler, FluxFillPipeline, VisualC
 from PIL import Image
 
 from sampler.grid_sample import GridSample
+from sampler.inference import GridProcessor
 
 
 def to_pil(tensor: torch.Tensor) -> Image.Image:
@@ -51,6 +54,7 @@ def visualcloze_pipeline(pipe: FluxFillPipeline, resolution: int) -> VisualCloze
         transformer=pipe.transformer,
         resolution=resolution,
     )
+    vc.image_processor = GridProcessor(resolution=resolution, layout=False)
     vc.set_progress_bar_config(disable=True)
     return vc
 

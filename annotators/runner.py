@@ -28,8 +28,9 @@ from tqdm import tqdm
 
 from graph200k.catalog import DEFAULT_NODES
 from graph200k.decode import MAX_PIXELS
+from graph200k.layout import stored_instances
 from graph200k.nodes import NodeRegistry
-from graph200k.shardio import invalidate, read_errors, read_stats, remove_partials, write_json
+from graph200k.shardio import invalidate, read_errors, read_stats, remove_partials, sample_fields, write_json
 
 from .annotate import is_done, node_tar
 from .base import Annotator
@@ -223,6 +224,13 @@ def _nothing_to_do(cfg: RunConfig, plan: SourcePlan, chosen: list[type[Annotator
                    if c(registry.nodes, cfg.settings.get(c.name)).availability().ok)
 
 
+def _imported(cls: type[Annotator], dataset: Path, shards: list[str], nodes: NodeRegistry) -> int:
+    """Samples whose input already carries every node `cls` produces (what a skipped annotator leaves in place)."""
+    produced = [nodes.get(n) for n in cls.produces]
+    return sum(all(stored_instances(node, fields) for node in produced)
+               for shard in shards for fields in sample_fields(source_tar(dataset, shard)).values())
+
+
 def run_annotator(cls: type[Annotator], cfg: RunConfig, shards: list[str], registry: AnnotatorRegistry,
                   summary: RunSummary) -> AnnotatorRow:
     import ray.data
@@ -230,10 +238,11 @@ def run_annotator(cls: type[Annotator], cfg: RunConfig, shards: list[str], regis
     nodes = registry.nodes
     row = AnnotatorRow(cls.name, ", ".join(cls.produces), "ran")
     available = cls(nodes, cfg.settings.get(cls.name)).availability()
+    ready = [s for s in shards if source_tar(cfg.out, s).exists() and read_stats(source_tar(cfg.out, s))]
     if not available.ok:
         row.status, row.why, row.how_to_enable = "skipped", available.reason, available.how_to_enable
+        row.already_present = _imported(cls, cfg.out, ready, nodes)
         return row
-    ready = [s for s in shards if source_tar(cfg.out, s).exists() and read_stats(source_tar(cfg.out, s))]
     pending = _pending_shards(cls, cfg, ready, nodes)
     cpus, gpus = _cluster_capacity() if pending else (0.0, 0.0)
     num_cpus = cfg.cpus_per_worker if cfg.cpus_per_worker is not None else cls.num_cpus
@@ -241,6 +250,7 @@ def run_annotator(cls: type[Annotator], cfg: RunConfig, shards: list[str], regis
     if pending and num_gpus > 0 and gpus < num_gpus:
         row.status, row.why = "skipped", f"needs {num_gpus} GPU per worker; the Ray cluster has {gpus:g}"
         row.how_to_enable = "run on a machine or cluster with a GPU (--address), or lower --gpus-per-worker"
+        row.already_present = _imported(cls, cfg.out, ready, nodes)
         return row
     if pending:
         fits = min(cpus // num_cpus if num_cpus else len(pending), gpus // num_gpus if num_gpus else len(pending))

@@ -160,6 +160,17 @@ def remove_partials(folder: Path) -> int:
     return removed
 
 
+def sample_fields(tar: Path) -> dict[str, list[str]]:
+    """Each sample's field names, read from the tar's headers alone (no member is read)."""
+    fields: dict[str, list[str]] = {}
+    with tarfile.open(tar, mode="r") as archive:
+        for member in archive.getmembers():
+            match = _KEY_AND_FIELD.match(member.name) if member.isfile() else None
+            if match is not None:
+                fields.setdefault(match.group(1), []).append(match.group(2).lower())
+    return fields
+
+
 def iter_samples(tar: Path) -> Iterator[dict]:
     """Samples of a webdataset tar, grouped as webdataset groups them: dicts of `__key__` and field -> bytes."""
     current: dict | None = None

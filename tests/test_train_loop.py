@@ -212,9 +212,12 @@ def test_too_many_nonfinite_losses_in_a_row_abort(tiny_flux_fill, tmp_path):
         Trainer(cfg, train_data=InMemoryGrids([nan_grid()])).train()
 
 
-def test_resume_continues_the_sampler_stream_exactly(tiny_flux_fill, tmp_path, sampler_shards):
-    """GridDataset's position goes into the checkpoint: 2 + resume + 2 steps == 4 straight."""
-    shards = (f"data.shards={sampler_shards}", "data.resolution=32", "data.pool_size=16", "train.max_steps=4")
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resume_continues_the_sampler_stream_exactly(tiny_flux_fill, tmp_path, sampler_shards, workers):
+    """GridDataset's position (in the training process, or in each DataLoader worker) goes into the
+    checkpoint: 2 + resume + 2 steps == 4 straight."""
+    shards = (f"data.shards={sampler_shards}", "data.resolution=32", "data.pool_size=16", "train.max_steps=4",
+              f"data.num_workers={workers}")
     straight = Trainer(tiny_config(tiny_flux_fill, tmp_path / "a", *shards))
     straight.train()
     Trainer(tiny_config(tiny_flux_fill, tmp_path / "b", *shards, "train.max_steps=2")).train()

@@ -48,7 +48,7 @@ class DataConfig:
     tasks: str = "train"  # train | test | a task id such as canny->target
     rows: dict[int, float] | None = None  # {rows per grid: probability}; None = sampler default {1: .3, 2: .4, 3: .3}
     pool_size: int = 1000  # samples the sampler holds to draw in-context rows from
-    num_workers: int = 0  # DataLoader workers; >0 needs torchdata (StatefulDataLoader) for exact resume
+    num_workers: int = 0  # DataLoader worker processes drawing grids (torchdata's StatefulDataLoader keeps resume exact)
 
 
 @dataclass

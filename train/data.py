@@ -3,12 +3,14 @@
 A source is any iterable of `GridSample`; when it also has `state_dict()` /
 `load_state_dict()` (as `sampler.GridDataset` and `InMemoryGrids` do), the trainer stores that
 state per rank in every checkpoint and a resumed run continues with the very next grid.
-The source is read in the training process (`data.num_workers=0`), which is what keeps the
-state exact.
+The source is read in the training process (`data.num_workers=0`) or in DataLoader worker
+processes through torchdata's `StatefulDataLoader`, which collects each worker's state at a
+checkpoint and restores it in the same worker on resume, so the position stays exact.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Iterable, Iterator
 
 from sampler.grid_sample import GridSample
@@ -55,7 +57,9 @@ class GridStream:
                     "config key 'data.num_workers' > 0 needs torchdata's StatefulDataLoader to checkpoint the "
                     "workers' positions (pip install torchdata), or use data.num_workers=0"
                 ) from None
-            source = StatefulDataLoader(source, batch_size=None, num_workers=num_workers, collate_fn=_identity)
+            with warnings.catch_warnings():  # torchdata 0.11 calls a torch API that torch 2.14 deprecates
+                warnings.filterwarnings("ignore", message=".*set_vital.*", category=UserWarning)
+                source = StatefulDataLoader(source, batch_size=None, num_workers=num_workers, collate_fn=_identity)
         self.source = source
 
     @property

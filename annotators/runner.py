@@ -18,6 +18,7 @@ import logging
 import os
 import sys
 import time
+from collections import Counter
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -224,15 +225,31 @@ def _nothing_to_do(cfg: RunConfig, plan: SourcePlan, chosen: list[type[Annotator
                    if c(registry.nodes, cfg.settings.get(c.name)).availability().ok)
 
 
-def _imported(cls: type[Annotator], dataset: Path, shards: list[str], nodes: NodeRegistry) -> int:
-    """Samples whose input already carries every node `cls` produces (what a skipped annotator leaves in place)."""
-    produced = [nodes.get(n) for n in cls.produces]
-    return sum(all(stored_instances(node, fields) for node in produced)
-               for shard in shards for fields in sample_fields(source_tar(dataset, shard)).values())
+class ImportedNodes:
+    """How many samples already carry each set of nodes in their input, so that an annotator that
+    is skipped still reports the samples it leaves in place. Read once per run, from the source
+    tars' headers alone, and only if some annotator is skipped."""
+
+    def __init__(self, dataset: Path, nodes: NodeRegistry):
+        self.dataset, self.nodes = dataset, nodes
+        self._by_shard: dict[str, Counter] = {}
+
+    def _node_sets(self, shard: str) -> Counter:
+        if shard not in self._by_shard:
+            stored = [n for n in self.nodes if n.storage is not None]
+            self._by_shard[shard] = Counter(
+                frozenset(n.name for n in stored if stored_instances(n, fields))
+                for fields in sample_fields(source_tar(self.dataset, shard)).values())
+        return self._by_shard[shard]
+
+    def count(self, produces: Sequence[str], shards: list[str]) -> int:
+        """Samples of `shards` whose input carries every node in `produces`."""
+        wanted = {self.nodes.canonical(n) for n in produces}
+        return sum(n for shard in shards for nodes, n in self._node_sets(shard).items() if wanted <= nodes)
 
 
 def run_annotator(cls: type[Annotator], cfg: RunConfig, shards: list[str], registry: AnnotatorRegistry,
-                  summary: RunSummary) -> AnnotatorRow:
+                  summary: RunSummary, imported: ImportedNodes | None = None) -> AnnotatorRow:
     import ray.data
 
     nodes = registry.nodes
@@ -241,7 +258,7 @@ def run_annotator(cls: type[Annotator], cfg: RunConfig, shards: list[str], regis
     ready = [s for s in shards if source_tar(cfg.out, s).exists() and read_stats(source_tar(cfg.out, s))]
     if not available.ok:
         row.status, row.why, row.how_to_enable = "skipped", available.reason, available.how_to_enable
-        row.already_present = _imported(cls, cfg.out, ready, nodes)
+        row.already_present = (imported or ImportedNodes(cfg.out, nodes)).count(cls.produces, ready)
         return row
     pending = _pending_shards(cls, cfg, ready, nodes)
     cpus, gpus = _cluster_capacity() if pending else (0.0, 0.0)
@@ -250,7 +267,7 @@ def run_annotator(cls: type[Annotator], cfg: RunConfig, shards: list[str], regis
     if pending and num_gpus > 0 and gpus < num_gpus:
         row.status, row.why = "skipped", f"needs {num_gpus} GPU per worker; the Ray cluster has {gpus:g}"
         row.how_to_enable = "run on a machine or cluster with a GPU (--address), or lower --gpus-per-worker"
-        row.already_present = _imported(cls, cfg.out, ready, nodes)
+        row.already_present = (imported or ImportedNodes(cfg.out, nodes)).count(cls.produces, ready)
         return row
     if pending:
         fits = min(cpus // num_cpus if num_cpus else len(pending), gpus // num_gpus if num_gpus else len(pending))
@@ -312,8 +329,9 @@ def run(cfg: RunConfig, registry: AnnotatorRegistry | None = None) -> RunSummary
         _quiet_data_context(cfg.progress)
         write_sources(cfg, plan, summary)
         shards = [s.shard for s in plan.shards]
+        imported = ImportedNodes(cfg.out, registry.nodes)
         for cls in chosen:
-            row = run_annotator(cls, cfg, shards, registry, summary)
+            row = run_annotator(cls, cfg, shards, registry, summary, imported)
             summary.annotators.append(row)
             if cfg.strict and row.status == "skipped":
                 raise AnnotatorUnavailable(f"{row.annotator}: {row.why} (enable: {row.how_to_enable})")

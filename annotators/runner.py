@@ -245,7 +245,7 @@ class ImportedNodes:
     def count(self, produces: Sequence[str], shards: list[str]) -> int:
         """Samples of `shards` whose input carries every node in `produces`."""
         wanted = {self.nodes.canonical(n) for n in produces}
-        return sum(n for shard in shards for nodes, n in self._node_sets(shard).items() if wanted <= nodes)
+        return sum(n for shard in shards for carried, n in self._node_sets(shard).items() if wanted <= carried)
 
 
 def run_annotator(cls: type[Annotator], cfg: RunConfig, shards: list[str], registry: AnnotatorRegistry,

@@ -9,15 +9,26 @@ function of the caption and the model), and the reply is parsed by
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from .caption_edit import CaptionEdit, edit_messages, parse_caption_edit
+from .generation import GenerationSettings
 from .weights import TRANSFORMERS_FILES, TRANSFORMERS_WEIGHTS, ModelSpec
 
 DEFAULT_LLM = "Qwen/Qwen2.5-7B-Instruct"
 LLM_SPEC = ModelSpec(DEFAULT_LLM, "main", "Apache-2.0", ("config.json", "tokenizer_config.json"), TRANSFORMERS_FILES,
                      any_of=TRANSFORMERS_WEIGHTS, role="llm")
 """The caption-rewriting model (`--set fill_edit.llm=...` takes any chat causal LM)."""
+
+
+@dataclass(frozen=True)
+class CaptionRewriteSettings(GenerationSettings):
+    """The settings of a generative annotator that rewrites the caption first (FillEdit, DepthEdit)."""
+
+    llm: str | None = None
+    """Another chat causal LM (hub id or folder) for the caption rewrite."""
+    llm_max_new_tokens: int = 512
 
 
 class CaptionRewriter:

@@ -15,8 +15,8 @@ from typing import Sequence
 import numpy as np
 
 from .base import NODE_METADATA, SampleInput
-from .caption_rewriter import LLM_SPEC, CaptionRewriter
-from .generation import (DIFFUSERS_FILES, FLUX_DEV_LICENSE, GenerationSettings, GenerativeAnnotator, first_image, fit,
+from .caption_rewriter import LLM_SPEC, CaptionRewriter, CaptionRewriteSettings
+from .generation import (DIFFUSERS_FILES, FLUX_DEV_LICENSE, GenerativeAnnotator, first_image, fit,
                          generation_size, generator, instance_seed, place)
 from .redux_style import FLUX_DEPTH
 from .weights import ModelSpec
@@ -32,12 +32,9 @@ class DepthEditAnnotator(GenerativeAnnotator):
               LLM_SPEC)
 
     @dataclass(frozen=True)
-    class Settings(GenerationSettings):
+    class Settings(CaptionRewriteSettings):
         steps: int = 30  # FLUX.1-Depth-dev card: 30 steps, guidance 10
         guidance: float = 10.0
-        llm: str | None = None
-        """Another chat causal LM (hub id or folder) for the caption rewrite."""
-        llm_max_new_tokens: int = 512
 
     def load(self) -> None:
         import torch

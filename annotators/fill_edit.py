@@ -22,8 +22,8 @@ import cv2
 import numpy as np
 
 from .base import NODE_METADATA, SampleInput
-from .caption_rewriter import LLM_SPEC, CaptionRewriter
-from .generation import (DIFFUSERS_FILES, FLUX_DEV_LICENSE, GenerationSettings, GenerativeAnnotator, first_image, fit,
+from .caption_rewriter import LLM_SPEC, CaptionRewriter, CaptionRewriteSettings
+from .generation import (DIFFUSERS_FILES, FLUX_DEV_LICENSE, GenerativeAnnotator, first_image, fit,
                          generation_size, generator, instance_seed, place)
 from .weights import ModelSpec
 
@@ -68,13 +68,10 @@ class FillEditAnnotator(GenerativeAnnotator):
               LLM_SPEC)
 
     @dataclass(frozen=True)
-    class Settings(GenerationSettings):
+    class Settings(CaptionRewriteSettings):
         steps: int = 50  # FLUX.1-Fill-dev card: 50 steps, guidance 30
         guidance: float = 30.0
         instances: int = 5
-        llm: str | None = None
-        """Another chat causal LM (hub id or folder) for the caption rewrite."""
-        llm_max_new_tokens: int = 512
         mask_dilate: int = 8
         """Pixels (at the target's size) the subject mask is grown by."""
         feather: int = 8

@@ -7,14 +7,10 @@ image on the loaded net (fp16 autocast on CUDA).
 
 from __future__ import annotations
 
-from typing import Sequence
+import numpy as np
 
-import torch
-
-from .base import SampleInput
-from .detector_maps import fit_to_target, short_side
-from .model_backed import DetectorSettings, ModelBackedAnnotator
-from .torch_runtime import inference
+from .detector_annotator import DetectorAnnotator
+from .detector_maps import short_side
 from .weights import ModelSpec
 
 LLLYASVIEL_ANNOTATORS = "lllyasviel/Annotators"
@@ -25,28 +21,16 @@ HED_WEIGHTS = ModelSpec(LLLYASVIEL_ANNOTATORS, LLLYASVIEL_REVISION, LLLYASVIEL_L
                         required=("ControlNetHED.pth",), patterns=("ControlNetHED.pth",))
 
 
-class HedAnnotator(ModelBackedAnnotator):
+class HedAnnotator(DetectorAnnotator):
     """controlnet_aux HEDdetector (ControlNetHED.pth), detection at 512, soft (not safe-stepped) edges."""
 
     name = "hed"
     produces = ("hed",)
     models = (HED_WEIGHTS,)
-    Settings = DetectorSettings
+    detector_class = "HEDdetector"
     version = "1"
-    batch_size = 8
     num_gpus = 0.1
 
-    def load(self) -> None:
-        from controlnet_aux import HEDdetector
-
-        self.detector = HEDdetector.from_pretrained(self.weights_path(HED_WEIGHTS)).to(self.device)
-
-    def annotate(self, batch: Sequence[SampleInput]) -> list[dict]:
-        out = []
-        with inference(self.device, torch.float16):
-            for sample in batch:
-                h, w = sample.target.shape[:2]
-                edges = self.detector(sample.target, detect_resolution=self.settings.detect_resolution,
-                                      image_resolution=short_side(sample.target), safe=False, output_type="np")
-                out.append({"hed": fit_to_target(edges, h, w, "L")})
-        return out
+    def detect(self, rgb: np.ndarray) -> np.ndarray:
+        return self.detector(rgb, detect_resolution=self.settings.detect_resolution, image_resolution=short_side(rgb),
+                             safe=False, output_type="np")

@@ -10,44 +10,32 @@ the target's size. One image per call.
 
 from __future__ import annotations
 
-from typing import Sequence
+import numpy as np
 
-import torch
-
-from .base import SampleInput
-from .detector_maps import fit_to_target, short_side
+from .detector_annotator import DetectorAnnotator
+from .detector_maps import short_side
 from .hed import LLLYASVIEL_ANNOTATORS, LLLYASVIEL_LICENSE, LLLYASVIEL_REVISION
-from .model_backed import DetectorSettings, ModelBackedAnnotator
 from .normal_map import renormalise
-from .torch_runtime import inference
 from .weights import ModelSpec
 
 NORMALBAE_WEIGHTS = ModelSpec(LLLYASVIEL_ANNOTATORS, LLLYASVIEL_REVISION, LLLYASVIEL_LICENSE,
                               required=("scannet.pt",), patterns=("scannet.pt",))
 
 
-class NormalAnnotator(ModelBackedAnnotator):
+class NormalAnnotator(DetectorAnnotator):
     """controlnet_aux NormalBaeDetector at 512, renormalised at the target's size."""
 
     name = "normal"
     produces = ("normal",)
     models = (NORMALBAE_WEIGHTS,)
-    Settings = DetectorSettings
+    detector_class = "NormalBaeDetector"
+    mode = "RGB"
     version = "1"
-    batch_size = 8
     num_gpus = 0.2
 
-    def load(self) -> None:
-        from controlnet_aux import NormalBaeDetector
+    def detect(self, rgb: np.ndarray) -> np.ndarray:
+        return self.detector(rgb, detect_resolution=self.settings.detect_resolution, image_resolution=short_side(rgb),
+                             output_type="np")
 
-        self.detector = NormalBaeDetector.from_pretrained(self.weights_path(NORMALBAE_WEIGHTS)).to(self.device)
-
-    def annotate(self, batch: Sequence[SampleInput]) -> list[dict]:
-        out = []
-        with inference(self.device, torch.float16):
-            for sample in batch:
-                h, w = sample.target.shape[:2]
-                normals = self.detector(sample.target, detect_resolution=self.settings.detect_resolution,
-                                        image_resolution=short_side(sample.target), output_type="np")
-                out.append({"normal": renormalise(fit_to_target(normals, h, w, "RGB"))})
-        return out
+    def finish(self, fitted: np.ndarray) -> np.ndarray:
+        return renormalise(fitted)

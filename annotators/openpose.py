@@ -12,15 +12,14 @@ body-only map never runs, so the detector is built from controlnet_aux's own
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from typing import Any
 
-import torch
+import numpy as np
 
-from .base import SampleInput
-from .detector_maps import fit_to_target, short_side
+from .detector_annotator import DetectorAnnotator
+from .detector_maps import short_side
 from .hed import LLLYASVIEL_ANNOTATORS, LLLYASVIEL_LICENSE, LLLYASVIEL_REVISION
-from .model_backed import ModelBackedAnnotator
-from .torch_runtime import inference
+from .model_backed import ModelSettings
 from .weights import ModelSpec
 
 BODY_FILE = "body_pose_model.pth"
@@ -28,30 +27,24 @@ OPENPOSE_WEIGHTS = ModelSpec(LLLYASVIEL_ANNOTATORS, LLLYASVIEL_REVISION, LLLYASV
                              required=(BODY_FILE,), patterns=(BODY_FILE,))
 
 
-class OpenposeAnnotator(ModelBackedAnnotator):
+class OpenposeAnnotator(DetectorAnnotator):
     """controlnet_aux OpenposeDetector, body only (no hands, no face), detection at the image's own size."""
 
     name = "openpose"
     produces = ("openpose",)
     models = (OPENPOSE_WEIGHTS,)
+    Settings = ModelSettings  # detection runs at the image's own size: no detect_resolution
+    mode = "RGB"
     version = "1"
-    batch_size = 8
     num_gpus = 0.2
 
-    def load(self) -> None:
+    def build_detector(self, folder: str) -> Any:
         from controlnet_aux import OpenposeDetector
         from controlnet_aux.open_pose.body import Body
 
-        body = Body(os.path.join(self.weights_path(OPENPOSE_WEIGHTS), BODY_FILE)).to(self.device)
-        self.detector = OpenposeDetector(body)
+        return OpenposeDetector(Body(os.path.join(folder, BODY_FILE)).to(self.device))
 
-    def annotate(self, batch: Sequence[SampleInput]) -> list[dict]:
-        out = []
-        with inference(self.device, torch.float16):
-            for sample in batch:
-                h, w = sample.target.shape[:2]
-                full = short_side(sample.target)
-                pose = self.detector(sample.target, detect_resolution=full, image_resolution=full,
-                                     include_body=True, include_hand=False, include_face=False, output_type="np")
-                out.append({"openpose": fit_to_target(pose, h, w, "RGB")})
-        return out
+    def detect(self, rgb: np.ndarray) -> np.ndarray:
+        full = short_side(rgb)
+        return self.detector(rgb, detect_resolution=full, image_resolution=full,
+                             include_body=True, include_hand=False, include_face=False, output_type="np")

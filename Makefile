@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 DEMO   ?= out/demo
 PIP    := $(VENV)/bin/pip -q --disable-pip-version-check
 
-.PHONY: install test demo annotate shards train bench graph clean
+.PHONY: install test demo annotate shards train evaluate bench graph clean
 
 $(STAMP): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 is needed, found " + sys.version' 
@@ -33,6 +33,7 @@ demo: $(STAMP)
 	$(MAKE) annotate shards
 	$(PY) -m sampler preview --shards $(DATASET)/shards --n 16 --out $(DEMO)/grids
 	$(MAKE) train
+	$(MAKE) evaluate
 	@echo "demo outputs are in $(DEMO)/ and $(DATASET)/"
 
 graph: $(STAMP)
@@ -56,11 +57,21 @@ shards: $(STAMP)
 # LoRA and validation PNG land in $(DEMO)/train/) unless CONFIG=...; overrides in ARGS="key=value ...".
 CONFIG ?= configs/smoke.yaml
 TINY_FLUX ?= $(DEMO)/tiny-flux-fill
-SMOKE_PATHS = model.pretrained=$(TINY_FLUX) data.shards=$(DATASET)/shards validation.shards=$(DATASET)/shards \
+SMOKE_PATHS = model.pretrained=$(TINY_FLUX) data.shards=$(DATASET)/shards \
 	train.output_dir=$(DEMO)/train
 train: $(STAMP)
 	test -f $(TINY_FLUX)/model_index.json || $(PY) -m train.tiny --out $(TINY_FLUX)
 	$(PY) -m train --config $(CONFIG) $(if $(filter configs/smoke.yaml,$(CONFIG)),$(SMOKE_PATHS)) $(ARGS)
+
+# Evaluate: the smoke LoRA against the base model with the tiny pipeline on the demo shards' keys the smoke
+# training held out (validation.holdout 0.4), a handful of items (the figures test the wiring only);
+# report in $(DEMO)/evaluate/. Real runs: README, "Evaluate a LoRA".
+EVAL_TASKS ?= canny->target,depth->target,gaussian_blur->target
+evaluate: $(STAMP)
+	$(PY) -m inference evaluate --shards $(DATASET)/shards --holdout 0.4 --tasks "$(EVAL_TASKS)" \
+		--model $(TINY_FLUX) --lora $(DEMO)/train/pytorch_lora_weights.safetensors --baseline-lora none \
+		--per-task 1 --context 0,1 --steps 2 --resolution 64 --max-sequence-length 128 --device cpu \
+		$(if $(MODEL_DIR),--model-dir $(MODEL_DIR)) --out $(DEMO)/evaluate
 
 clean:
 	rm -rf out .pytest_cache

@@ -11,6 +11,14 @@ grad clip, optimizer step); the baseline is the same step without gradient check
 python benchmarks/bench_train_gpu.py [--steps 3] [--rows 3] [--cols 3] [--cell 384] [--rank 256]
 Prints "needs CUDA" and exits 0 when no GPU is visible. `--tiny` runs the same code on the
 tiny test transformer on any device (a check of this script, not a measurement).
+
+`--fsdp N` checks the FSDP route instead: `accelerate launch --config_file configs/accelerate/fsdp.yaml
+--num_processes N` of this script, each process sharding the transformer exactly as the trainer
+does (`train.sharding.prepare_transformer` + `accelerator.prepare`, gradient checkpointing on) and
+taking the trainer's step calls (`accelerator.backward`, `clip_grad_norm_`, AdamW); it reports step
+time, the per-GPU memory of the sharded state and the step's peak, and the time to gather the
+LoRA for export (`train.lora.lora_state_dict`). One process per GPU; `--tiny --fsdp N` checks the
+route in seconds.
 """
 
 from __future__ import annotations
@@ -19,13 +27,16 @@ import argparse
 import gc
 import json
 import math
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+FSDP_CONFIG = REPO / "configs" / "accelerate" / "fsdp.yaml"
 
 FLUX_FILL_DEV = dict(  # black-forest-labs/FLUX.1-Fill-dev transformer/config.json
     patch_size=1, in_channels=384, out_channels=64, num_layers=19, num_single_layers=38, attention_head_dim=128,
@@ -125,6 +136,92 @@ def run_case(config, *, checkpointing: bool, steps: int, rows: int, cols: int, c
     return result
 
 
+def launch_fsdp(args) -> int:
+    """Run this script's FSDP worker in `args.fsdp` processes through accelerate's launcher and the shipped config."""
+    if not torch.cuda.is_available():
+        print("needs CUDA: no GPU visible, nothing measured (FSDP under accelerate runs on GPUs only; "
+              "tests/test_train_fsdp.py checks the sharding on CPU)")
+        return 0
+    if torch.cuda.device_count() < args.fsdp:
+        print(f"--fsdp {args.fsdp} needs {args.fsdp} GPUs, {torch.cuda.device_count()} visible")
+        return 2
+    worker_args = [f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
+                   if k not in ("fsdp", "fsdp_worker", "tiny")] + (["--tiny"] if args.tiny else [])
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(FSDP_CONFIG),
+               "--num_processes", str(args.fsdp), str(Path(__file__).resolve()), "--fsdp-worker", *worker_args]
+    return subprocess.run(command, cwd=REPO).returncode
+
+
+def run_fsdp_worker(args) -> int:
+    """One process of `--fsdp N`: the trainer's FSDP route on random FLUX.1-Fill-dev weights."""
+    from accelerate import Accelerator
+
+    from train.lora import lora_state_dict
+    from train.sharding import fsdp_plugin_of, prepare_transformer
+
+    acc = Accelerator()
+    plugin = fsdp_plugin_of(acc)
+    if plugin is None:
+        raise SystemExit("--fsdp-worker runs under accelerate launch with configs/accelerate/fsdp.yaml; use --fsdp N")
+    config, device, dtype = (TINY if args.tiny else FLUX_FILL_DEV), acc.device, torch.bfloat16
+    torch.manual_seed(0)
+    model = build_transformer(config, device, dtype)  # the full bf16 base on every GPU until it is sharded
+    with torch.device(device):
+        model = prepare_transformer(model, rank=args.rank, gradient_checkpointing=True, device=device,
+                                    fsdp_plugin=plugin, mixed_precision=acc.mixed_precision)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-4)
+    model, optimizer = acc.prepare(model, optimizer)
+    gc.collect()
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats(device)
+    sharded_gib = torch.cuda.memory_allocated(device) / 2**30
+    inputs, target = grid_inputs(config, args.rows, args.cols, args.cell, args.text_len, device, dtype)
+
+    def step():
+        pred = model(**inputs, return_dict=False)[0]
+        loss = torch.nn.functional.mse_loss(pred.float(), target)
+        acc.backward(loss)
+        grad_norm = acc.clip_grad_norm_(params, 2.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return float(loss.detach()), float(grad_norm)
+
+    result = {"processes": acc.num_processes, "tokens": inputs["hidden_states"].shape[1],
+              "sharded_state_gib": sharded_gib}
+    try:
+        step()  # warm-up: optimizer state allocation
+        torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            loss, grad_norm = step()
+        torch.cuda.synchronize(device)
+        elapsed = (time.perf_counter() - start) / args.steps
+        start = time.perf_counter()
+        layers = lora_state_dict(model)  # the export/checkpoint gather, LoRA only
+        result.update(status="ok", step_s=elapsed, tokens_per_s=result["tokens"] * acc.num_processes / elapsed,
+                      loss_finite=math.isfinite(loss) and math.isfinite(grad_norm),
+                      lora_gather_s=time.perf_counter() - start, lora_tensors=len(layers))
+    except torch.OutOfMemoryError:
+        result.update(status="oom")
+    result["peak_mem_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+    peaks = acc.gather(torch.tensor([result["peak_mem_gib"]], device=device)).tolist()
+    if acc.is_main_process:
+        name = "tiny" if args.tiny else "FLUX.1-Fill-dev"
+        print(f"FSDP2 ({FSDP_CONFIG.name}) x {acc.num_processes} on {torch.cuda.get_device_name(device)}: {name}, LoRA "
+              f"rank {args.rank}, {args.rows}x{args.cols} grid of {args.cell} px, gradient checkpointing, batch 1/GPU")
+        print(f"status {result['status']}; sharded state {sharded_gib:.1f} GiB/GPU; step peak "
+              f"{max(peaks):.1f} GiB (max over GPUs)"
+              + (f"; {result['step_s']:.3f} s/step, {result['tokens_per_s']:,.0f} tokens/s; LoRA gather "
+                 f"{result['lora_gather_s']:.2f} s ({result['lora_tensors']} tensors); loss finite "
+                 f"{result['loss_finite']}" if result["status"] == "ok" else ""))
+        print(json.dumps({"bench": "train_gpu_fsdp", "model": name, "rank": args.rank, "rows": args.rows,
+                          "cols": args.cols, "cell": args.cell, "steps": args.steps, "peak_mem_gib_per_gpu": peaks,
+                          **result}))
+    acc.end_training()
+    return 0 if result["status"] == "ok" else 1
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=3, help="timed steps per case (after one warm-up step)")
@@ -134,7 +231,14 @@ def main(argv=None) -> int:
     parser.add_argument("--rank", type=int, default=256, help="LoRA rank")
     parser.add_argument("--text-len", type=int, default=512, help="T5 tokens")
     parser.add_argument("--tiny", action="store_true", help="tiny transformer on any device: checks the script only")
+    parser.add_argument("--fsdp", type=int, metavar="N", help="the FSDP route: N processes (GPUs) with "
+                        "configs/accelerate/fsdp.yaml through accelerate launch")
+    parser.add_argument("--fsdp-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.fsdp_worker:
+        return run_fsdp_worker(args)
+    if args.fsdp:
+        return launch_fsdp(args)
 
     if args.tiny:
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

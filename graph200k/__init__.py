@@ -13,12 +13,13 @@ _EXPORTS = {
     "Production": "nodes", "Storage": "nodes",
     "DEFAULT_FAMILIES": "tasks", "FamilyRule": "tasks", "Slot": "tasks", "Task": "tasks",
     "TaskGraph": "tasks", "default_task_graph": "tasks", "slot": "tasks",
+    "HoldoutFilter": "holdout", "is_held_out": "holdout",
 }
 
 __all__ = [
     "DEFAULT_FAMILIES", "DEFAULT_NODES", "DEGRADATION_NAMES", "FamilyRule", "Graph200kError",
-    "Group", "NodeRegistry", "NodeType", "Production", "Slot", "Storage", "Task", "TaskGraph",
-    "default_task_graph", "slot",
+    "Group", "HoldoutFilter", "NodeRegistry", "NodeType", "Production", "Slot", "Storage", "Task", "TaskGraph",
+    "default_task_graph", "is_held_out", "slot",
 ]
 
 

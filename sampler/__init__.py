@@ -3,5 +3,6 @@
 from .dataset import GridDataset
 from .grid_sample import GridSample, collate_grids
 from .instruction import InstructionConfig
+from .sharing import RowSharing
 
-__all__ = ["GridDataset", "GridSample", "InstructionConfig", "collate_grids"]
+__all__ = ["GridDataset", "GridSample", "InstructionConfig", "RowSharing", "collate_grids"]

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from typing import Iterator, Mapping
+from typing import Callable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -31,10 +31,11 @@ from graph200k import TaskGraph
 from .grid_sample import GridSample
 from .instruction import InstructionConfig
 from .planner import GridPlan, Planner, TaskMix
-from .pool import BadSample, Pool, UnreadableSample, parse_sample
+from .pool import BadSample, Pool, SampleFields, UnreadableSample, parse_sample
 from .render import GridRenderer
-from .shards import ShardError, TarIndex, resolve_shards
-from .stream import EpochStream, StreamReader
+from .shards import ShardError, ShardFiles, TarIndex, resolve_shards
+from .sharing import RowSharing
+from .stream import EpochStream
 
 log = logging.getLogger(__name__)
 
@@ -64,21 +65,28 @@ class GridDataset(IterableDataset):
     tasks:        "train", "test", or task ids ("canny->target"), node paths or `Task`s.
     rows:         {row count: probability}; default {1: .3, 2: .4, 3: .3}.
     family_weights / task_graph: family weights (default: the task graph's, all 1).
-    pool_size:    samples held in memory (encoded) to draw rows from.
+    pool_size:    samples held to draw rows from (as references: a field is read when a grid shows it).
     mask_any_prob: chance that the masked query cell is any column rather than the target.
     instruction:  prompt part probabilities (`InstructionConfig`).
-    shared_transforms: rows replay the query's degradation parameters and style reference.
+    sharing:      what the in-context rows share with the query (`RowSharing`): by default a
+                  degradation's severity and sub-method but not its seeds, and no style instance.
     shuffle_columns / square_cells: column shuffle; the reference's square cells.
     rank, world_size: default torch.distributed's, else 0 and 1.
     epochs:       stop after this many epochs (default: endless).
+    key_filter:   `key -> bool`; samples it rejects are never pooled (they keep their stream
+                  position as skipped samples, so the windows do not move), counted in
+                  `counters["samples_filtered"]` as bad ones are in `samples_skipped`. With
+                  DataLoader workers it must pickle: a module-level function or a
+                  `functools.partial`, not a lambda.
     """
 
     def __init__(self, shards, *, resolution: int = 384, seed: int = 0, tasks="train",
                  rows: Mapping[int, float] | None = None, family_weights: Mapping[str, float] | None = None,
                  task_graph: TaskGraph | None = None, pool_size: int = 1000, mask_any_prob: float = 0.5,
-                 instruction: InstructionConfig | None = InstructionConfig(), shared_transforms: bool = True,
+                 instruction: InstructionConfig | None = InstructionConfig(), sharing: RowSharing = RowSharing(),
                  shuffle_columns: bool = True, square_cells: bool = False, rank: int | None = None,
-                 world_size: int | None = None, epochs: int | None = None):
+                 world_size: int | None = None, epochs: int | None = None,
+                 key_filter: Callable[[str], bool] | None = None):
         super().__init__()
         self.paths = resolve_shards(shards)
         if task_graph is not None and family_weights is not None:
@@ -92,12 +100,15 @@ class GridDataset(IterableDataset):
         if epochs is not None and epochs < 1:
             raise ValueError(f"epochs must be >= 1 or None, got {epochs}")
         self.epochs = epochs
+        if key_filter is not None and not callable(key_filter):
+            raise TypeError(f"key_filter must be a callable key -> bool or None, got {key_filter!r}")
+        self.key_filter = key_filter
         self.counters: Counter = Counter()
         self.planner = Planner(self.mix, resolution=resolution, rows=rows, mask_any_prob=mask_any_prob,
                                shuffle_columns=shuffle_columns, square_cells=square_cells,
-                               shared_transforms=shared_transforms, instruction=instruction,
+                               sharing=sharing, instruction=instruction,
                                counters=self.counters)
-        self.renderer = GridRenderer(self.graph.nodes, shared_transforms=shared_transforms)
+        self.renderer = GridRenderer(self.graph.nodes, sharing=sharing)
         self._rank_args = (rank, world_size)
         self._state: dict | None = None
         self._indexes: dict[str, TarIndex] = {}
@@ -137,9 +148,10 @@ class GridDataset(IterableDataset):
         self.counters.update(state.get("counters", {}))
 
     # -- iteration -----------------------------------------------------------------------
-    def _pull(self, stream_iter, reader: StreamReader, pool: Pool, carry: dict | None = None) -> bool:
+    def _pull(self, stream_iter, files: ShardFiles, pool: Pool, carry: dict | None = None) -> bool:
         """Move the next stream sample into the pool; False when the epoch's stream is done.
-        `carry` holds the previous epoch's pool: a sample still in memory is not read again."""
+        The pool gets references to its fields (only its json and target header are read);
+        `carry` holds the previous epoch's pool: a sample already parsed is not parsed again."""
         item = next(stream_iter, None)
         if item is None:
             return False
@@ -147,13 +159,16 @@ class GridDataset(IterableDataset):
         if carry and origin in carry:
             pool.push(item.index, carry.pop(origin), origin)
             return True
-        try:
-            key, fields = reader.read(item)
-            sample = parse_sample(key, fields, self.graph.nodes)
-        except (BadSample, ShardError) as exc:
-            self.counters["samples_skipped"] += 1
-            log.warning("skipping a sample: %s", exc)
-            sample = None
+        entry = self._indexes[item.shard].samples[item.sample]
+        sample = None
+        if self.key_filter is not None and not self.key_filter(entry.name):
+            self.counters["samples_filtered"] += 1
+        else:
+            try:
+                sample = parse_sample(entry.name, SampleFields(entry.name, item.shard, entry, files), self.graph.nodes)
+            except BadSample as exc:
+                self.counters["samples_skipped"] += 1
+                log.warning("skipping a sample: %s", exc)
         pool.push(item.index, sample, origin)
         return True
 
@@ -167,7 +182,7 @@ class GridDataset(IterableDataset):
             raise ValueError(f"sampler state belongs to worker {st['global_worker']} of {st['global_workers']}, "
                              f"but this process is worker {g} of {n}; resume with the same ranks and workers")
         self._state = st
-        reader = StreamReader(self._indexes)
+        files = ShardFiles(self._indexes)
         carry: dict = {}
         try:
             while self.epochs is None or st["epoch"] < self.epochs:
@@ -177,14 +192,14 @@ class GridDataset(IterableDataset):
                 items = stream.items(start=lo)
                 pool = Pool(self.pool_size)
                 for _ in range(hi - lo):
-                    if not self._pull(items, reader, pool):
+                    if not self._pull(items, files, pool):
                         raise ShardError(f"the shards changed since this state was saved: epoch "
                                          f"{st['epoch']} ends before position {hi}")
                 exhausted, produced, resumed_at = False, 0, st["epoch_step"]
                 while True:
                     j = st["epoch_step"]
                     while not exhausted and hi < self.pool_size + j:
-                        exhausted = not self._pull(items, reader, pool, carry)
+                        exhausted = not self._pull(items, files, pool, carry)
                         hi += 0 if exhausted else 1
                     carry.clear()
                     if j >= hi:  # N grids for N samples: the epoch is over
@@ -206,7 +221,7 @@ class GridDataset(IterableDataset):
                 carry = pool.by_origin()
                 st.update(epoch=st["epoch"] + 1, epoch_step=0, window=[0, 0])
         finally:
-            reader.close()
+            files.close()
 
     def _grid(self, pool: Pool, rank: int, worker: int, st: dict, render: bool):
         """The grid of step `st["step"]`; a sample that fails to decode is excluded and the

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -22,6 +22,10 @@ class GridSample:
     columns: the node type shown in each column after shuffling (a style node
              fills two columns: `<style>_ref` then `<style>`).
     keys:    the dataset sample key of each row.
+    degradations: per row, {online node: the params dict `degrade` returned for it}
+             ({} for a row without degradation; replay one with
+             `sampler.degradations.degrade(..., params=...)`). Lets tests and
+             previews check what the rows share (`sampler.sharing.RowSharing`).
     """
 
     rows: list[torch.Tensor]
@@ -30,6 +34,7 @@ class GridSample:
     task: Task
     columns: list[str]
     keys: list[str]
+    degradations: list[dict[str, dict]] = field(default_factory=list)
 
     @property
     def n_rows(self) -> int:

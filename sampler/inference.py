@@ -14,8 +14,9 @@ are diffusers' own, computed by the inherited code. Differences, all deliberate:
    size (`None[0]`, `:105`) and fails with a TypeError. Here blank cells take
    the size of the nearest row above that has an image.
 3. The layout prompt: diffusers returns a 1-tuple, so the encoded prompt reads
-   "('A grid layout ...',) ..." (`:184-186`). Here it is a plain string, in the
-   wording the sampler trains with (`sampler.instruction.layout_text`).
+   "('A grid layout ...',) ..." (`:184-186`). Here it is diffusers' sentence as a
+   plain string (`sampler.instruction.diffusers_layout(..., "sentence")`); the
+   sampler trains on both forms, so either pipeline's prompts are in distribution.
 4. A blank cell in an in-context row is an error here (diffusers pastes a
    black cell the mask does not cover, showing the model a broken example).
 """
@@ -28,7 +29,7 @@ import torch
 from diffusers.pipelines.visualcloze.visualcloze_utils import VisualClozeProcessor
 from PIL import Image
 
-from .instruction import layout_text
+from .instruction import diffusers_layout
 
 FLUX_VAE_SCALE = 8  # what VisualClozePipeline passes as vae_scale_factor
 
@@ -38,7 +39,7 @@ class GridProcessor(VisualClozeProcessor):
     tuple layout prompt fixed (see the module docstring).
 
     `layout=False` adds no layout sentence: for prompts that already state the
-    layout, as the sampler's training instructions do."""
+    layout, as the grids' own prompts do (`GridSample.prompt`, validation)."""
 
     def __init__(self, *args, resolution: int = 384, layout: bool = True, **kwargs):
         super().__init__(*args, resolution=resolution, **kwargs)
@@ -85,8 +86,8 @@ class GridProcessor(VisualClozeProcessor):
         tensors = [[self.normalize(self.numpy_to_pt(self.pil_to_numpy(image))) for image in row] for row in processed]
         return tensors, image_sizes, target_position
 
-    def get_layout_prompt(self, size: tuple[int, int]) -> str:  # fix 3: a string, our wording
-        return layout_text(size[0], size[1]) if self.layout else ""
+    def get_layout_prompt(self, size: tuple[int, int]) -> str:  # fix 3: diffusers' sentence as a string
+        return diffusers_layout(size[0], size[1], "sentence") if self.layout else ""
 
 
 @dataclass

@@ -4,6 +4,9 @@ A `GridPlan` is everything random about a grid except the degradations'
 own parameters; rendering it (`sampler.render`) is then deterministic given
 the pixel generator. Plans are cheap (they read image headers, never pixels),
 which is what the statistical tests and `GridDataset.plans()` use.
+What the rows share with the query row is one setting,
+`sampler.sharing.RowSharing`: the planner applies its `style` half (which
+stored style instance each row shows), the renderer its `degradation` half.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from graph200k.layout import stored_instances
 from .cells import cell_size, image_size
 from .instruction import PAIR_SUFFIX, InstructionConfig, build_instruction
 from .pool import Pool, PoolSample, UnreadableSample
+from .sharing import RowSharing, check_sharing
 
 DEFAULT_ROWS: Mapping[int, float] = {1: 0.3, 2: 0.4, 3: 0.3}
 
@@ -141,7 +145,7 @@ class Planner:
 
     def __init__(self, mix: TaskMix, *, resolution: int, rows: Mapping[int, float] | None = None,
                  mask_any_prob: float = 0.5, shuffle_columns: bool = True, square_cells: bool = False,
-                 shared_transforms: bool = True, instruction: InstructionConfig | None = InstructionConfig(),
+                 sharing: RowSharing = RowSharing(), instruction: InstructionConfig | None = InstructionConfig(),
                  counters: Counter | None = None):
         if not 0.0 <= mask_any_prob <= 1.0:
             raise ValueError(f"mask_any_prob must be within [0, 1], got {mask_any_prob!r}")
@@ -151,7 +155,7 @@ class Planner:
         self.row_counts, self.row_cum = _rows_distribution(rows)
         self.mask_any_prob = mask_any_prob
         self.shuffle_columns, self.square_cells = shuffle_columns, square_cells
-        self.shared_transforms = shared_transforms
+        self.sharing = check_sharing(sharing)
         self.instruction = instruction
         self.counters = counters if counters is not None else Counter()
 
@@ -178,6 +182,7 @@ class Planner:
                 del servable[family]
 
     def _instance(self, sample: PoolSample, node_name: str, rng, like: bytes | None):
+        """A stored instance of `node_name`; one whose pair (style reference) has digest `like` if any."""
         node = self.nodes.get(node_name)
         found = stored_instances(node, sample.fields)
         if like is not None and node.storage.pair_field:
@@ -196,7 +201,7 @@ class Planner:
             source = node if node.storage is not None else self._stored_ancestor(node)
             inst = self._instance(sample, source.name, rng, shared.get(name))
             if node.storage is not None and node.storage.pair_field:
-                if self.shared_transforms and name not in shared:
+                if self.sharing.style == "prefer_same" and name not in shared:
                     shared[name] = _digest(sample.fields[inst.pair])
                 cells.append(Cell(name + PAIR_SUFFIX, name, inst.pair))
             cells.append(Cell(name, name, inst.field))
@@ -243,7 +248,7 @@ class Planner:
 
         shared: dict[str, bytes] = {}
         rows_cells: dict[int, list[Cell]] = {}
-        for r in reversed(range(n_rows)):  # the query first, so it sets what rows share
+        for r in reversed(range(n_rows)):  # the query first: under style "prefer_same" it sets the reference
             cells = self._row_cells(samples[r], task, rng, shared)
             rows_cells[r] = [cells[i] for i in perm]
         rows = [RowPlan(samples[r], rows_cells[r], self._row_size(samples[r], rows_cells[r][0], rows_cells[r]))
@@ -255,7 +260,7 @@ class Planner:
             mask_column = int(rng.integers(n_cols))
         query = samples[-1]
         prompt = build_instruction(rows=n_rows, columns=columns, target_node=task.target,
-                                   caption=query.caption, rng=rng,
+                                   caption=query.caption, item=query.item, rng=rng,
                                    config=self.instruction, nodes=self.nodes)
         self.counters["grids"] += 1
         return GridPlan(step=step, task=task, columns=columns, rows=rows, mask_column=mask_column,

@@ -1,7 +1,11 @@
 """The in-memory pool: the window of the stream that grids draw their rows from.
 
-Samples are kept as their encoded bytes (a grid decodes only the fields it
-shows). Each sample's node set is computed once on entry, from its field names
+Samples are held as references, not bytes: what planning needs (key, node set,
+caption, item, metadata, the target's size) plus where each field lies in its
+tar (`SampleFields`), read when a grid uses the field. A pool of 1000
+Graph200K samples (~5 MB encoded each) would otherwise hold ~5 GB per worker.
+On entry only the json field and the target's header are read. Each sample's
+node set is computed then, from its field names
 (`graph200k.layout.nodes_present`) and the reference quality rule, so finding
 the samples that carry a task's nodes is a set test.
 """
@@ -11,7 +15,7 @@ from __future__ import annotations
 import json
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Iterable, Iterator, Mapping
 
 from PIL import UnidentifiedImageError
 
@@ -19,6 +23,7 @@ from graph200k import DEFAULT_NODES, NodeRegistry, Task
 from graph200k.layout import METADATA_FIELD, nodes_present
 
 from .cells import image_size
+from .shards import SampleEntry, ShardError, ShardFiles
 
 REFERENCE_MIN_CONSISTENCY = 3  # Graph200K: a subject reference is usable at objectConsistency >= 3
 
@@ -35,12 +40,55 @@ class UnreadableSample(ValueError):
         self.key = key
 
 
+class SampleFields(Mapping[str, bytes]):
+    """A pooled sample's fields by name; a field's bytes are read from its tar on access.
+
+    Reads go through the process's `ShardFiles` (its handles and small cache); a
+    field that cannot be read any more (the tar changed or is damaged) raises
+    `UnreadableSample`, which the planner and renderer already treat as a sample
+    to exclude."""
+
+    __slots__ = ("key", "path", "entry", "files")
+
+    def __init__(self, key: str, path: str, entry: SampleEntry, files: ShardFiles):
+        self.key, self.path, self.entry, self.files = key, path, entry, files
+
+    def __getitem__(self, name: str) -> bytes:
+        offset, size = self.entry.fields[name]
+        try:
+            return self.files.read(self.path, offset, size)
+        except ShardError as exc:
+            raise UnreadableSample(self.key, f"sample {self.key!r}: field {name!r} cannot be read ({exc})") from exc
+
+    def peek(self, name: str, n: int | None = None) -> bytes:
+        """The first `n` bytes of field `name` (all of it by default), read without
+        entering the cache: what pool entry reads once (json, an image header)."""
+        offset, size = self.entry.fields[name]
+        try:
+            return self.files.peek(self.path, offset, size, size if n is None else n)
+        except ShardError as exc:
+            raise UnreadableSample(self.key, f"sample {self.key!r}: field {name!r} cannot be read ({exc})") from exc
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.entry.fields)
+
+    def __len__(self) -> int:
+        return len(self.entry.fields)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.entry.fields
+
+    def __repr__(self) -> str:
+        return f"SampleFields({self.key!r}, {self.path!r}, {sorted(self.entry.fields)})"
+
+
 @dataclass
 class PoolSample:
-    """One sample held in the pool: encoded fields plus what was parsed from them."""
+    """One sample held in the pool: its fields (references, see `SampleFields`) plus what
+    was parsed from them."""
 
     key: str
-    fields: dict[str, bytes]
+    fields: Mapping[str, bytes]
     nodes: frozenset[str]
     target: str = "target.jpg"  # the target's field name
     target_size: tuple[int, int] = (0, 0)  # (w, h), from its header
@@ -53,13 +101,31 @@ def _target_field(fields: Iterable[str]) -> str | None:
     return next((f for f in fields if f.split(".")[0] == "target" and f.count(".") == 1), None)
 
 
-def parse_sample(key: str, fields: dict[str, bytes], nodes: NodeRegistry = DEFAULT_NODES) -> PoolSample:
-    """A `PoolSample`, or `BadSample` naming what is wrong (no json, bad json, no target)."""
-    raw = fields.get(METADATA_FIELD)
-    if raw is None:
+HEADER_BYTES = 1 << 16  # an image's size is in its first bytes (JPEG: after EXIF/ICC, rarely past 64 KiB)
+
+
+def _image_size(fields: Mapping[str, bytes], name: str) -> tuple[int, int]:
+    """(w, h) of image field `name`, reading only its header where the fields allow it."""
+    if isinstance(fields, SampleFields):
+        try:
+            return image_size(fields.peek(name, HEADER_BYTES))
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+            pass  # a header past HEADER_BYTES, or a format that parses whole: read it all
+    return image_size(fields[name])
+
+
+def parse_sample(key: str, fields: Mapping[str, bytes], nodes: NodeRegistry = DEFAULT_NODES) -> PoolSample:
+    """A `PoolSample`, or `BadSample` naming what is wrong (no json, bad json, no target).
+
+    `fields` is kept as given: pass a `SampleFields` so the pool holds references
+    (only the json field and the target's header are read here)."""
+    if METADATA_FIELD not in fields:
         raise BadSample(f"sample {key!r} has no {METADATA_FIELD!r} field")
     try:
+        raw = fields.peek(METADATA_FIELD) if isinstance(fields, SampleFields) else fields[METADATA_FIELD]
         meta = json.loads(raw)
+    except UnreadableSample as exc:
+        raise BadSample(str(exc)) from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadSample(f"sample {key!r}: its json field does not parse ({exc})") from None
     if not isinstance(meta, dict):
@@ -68,7 +134,7 @@ def parse_sample(key: str, fields: dict[str, bytes], nodes: NodeRegistry = DEFAU
     if target is None:
         raise BadSample(f"sample {key!r} has no target image field")
     try:
-        target_size = image_size(fields[target])
+        target_size = _image_size(fields, target)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise BadSample(f"sample {key!r}: {target} is not a readable image ({exc})") from None
     present = set(nodes_present(fields, nodes))

@@ -8,8 +8,11 @@ Where the work happens, and why:
   scale their spatial parameters to the image size, see
   `sampler.degradations.registry.REFERENCE_SIZE`): the artefacts appear at the
   scale the model sees them, and a 384^2 cell costs a fraction of a 1024^2 photo;
-- the query row is rendered first; with shared transforms every other row
-  replays the query's degradation parameters (`degrade(..., params=...)`).
+- the query row is rendered first and draws its degradations; every other row
+  draws its own as `RowSharing.degradation` says (`sampler.sharing`): by
+  default with the query's severity and sub-method but its own seeds, so the
+  examples show the same corruption without carrying the query's residual.
+  Each row's params come back in `GridSample.degradations`.
 
 `timings` accumulates seconds per stage for the benchmark.
 """
@@ -26,10 +29,11 @@ from PIL import UnidentifiedImageError
 from graph200k import NodeRegistry, Production
 
 from .cells import decode_for_cell, fit_array
-from .degradations import degrade
+from .degradations import degrade, degrade_variant
 from .grid_sample import GridSample
 from .planner import Cell, GridPlan, RowPlan
 from .pool import UnreadableSample
+from .sharing import KIND_KEYS, RowSharing, check_sharing
 
 MASK_THRESHOLD = 127  # a foreground-mask pixel >= 127 is foreground (JPEG-noise safe)
 
@@ -47,11 +51,11 @@ def to_tensor(row: np.ndarray) -> torch.Tensor:
 
 
 class GridRenderer:
-    """Turns plans into grids; the query row first, so the other rows can replay its parameters."""
+    """Turns plans into grids; the query row first, so the other rows can take its degradation's kind."""
 
-    def __init__(self, nodes: NodeRegistry, *, shared_transforms: bool = True):
+    def __init__(self, nodes: NodeRegistry, *, sharing: RowSharing = RowSharing()):
         self.nodes = nodes
-        self.shared_transforms = shared_transforms
+        self.sharing = check_sharing(sharing)
         self.timings: Counter = Counter()
 
     def _timed(self, stage: str, fn, *args):
@@ -74,17 +78,25 @@ class GridRenderer:
                                                f"decode ({type(exc).__name__}: {exc})") from exc
         return self._timed("resize", fit_array, array, w, h)
 
+    def _degrade(self, source: np.ndarray, node: str, rng: np.random.Generator,
+                 query: dict | None) -> tuple[np.ndarray, dict]:
+        """Degrade one row's target cell; `query` is the query row's params (None: this is the query)."""
+        if query is None or self.sharing.degradation == "none":
+            return degrade(source, node, rng)
+        if self.sharing.degradation == "exact":
+            return degrade(source, node, None, params=query)
+        return degrade_variant(source, node, rng, **{key: query.get(key) for key in KIND_KEYS})
+
     def _cell(self, row: RowPlan, cell: Cell, cache: dict, rng: np.random.Generator,
-              params: dict) -> np.ndarray:
+              query: dict | None, used: dict) -> np.ndarray:
         node = self.nodes.get(cell.node)
         w, h = row.size
         if node.produced_by is Production.ONLINE:
             source = self._target_cell(row, cache)
             t0 = time.perf_counter()
-            out, used = degrade(source, cell.node, rng, params=params.get(cell.node))
+            out, used[cell.node] = self._degrade(source, cell.node, rng,
+                                                 None if query is None else query[cell.node])
             self.timings["degrade"] += time.perf_counter() - t0
-            if self.shared_transforms:
-                params.setdefault(cell.node, used)
             if out.shape[:2] != (h, w):
                 out = self._timed("resize", fit_array, out, w, h)
             return out
@@ -101,16 +113,22 @@ class GridRenderer:
             return self._target_cell(row, cache)
         return self._decode(row, cell.field, "RGB")
 
-    def render_row(self, row: RowPlan, rng: np.random.Generator, params: dict) -> np.ndarray:
+    def render_row(self, row: RowPlan, rng: np.random.Generator,
+                   query: dict | None = None) -> tuple[np.ndarray, dict]:
+        """The row's pixels and {online node: the params its degradation used}; `query` is the
+        query row's such dict (None when rendering the query row itself)."""
         cache: dict = {}
-        cells = [self._cell(row, c, cache, rng, params) for c in row.cells]
-        return self._timed("compose", np.concatenate, cells, 1)
+        used: dict = {}
+        cells = [self._cell(row, c, cache, rng, query, used) for c in row.cells]
+        return self._timed("compose", np.concatenate, cells, 1), used
 
     def render(self, plan: GridPlan, rng: np.random.Generator) -> GridSample:
-        params: dict = {}
         arrays: dict[int, np.ndarray] = {}
-        for r in reversed(range(len(plan.rows))):  # the query first: its parameters are shared
-            arrays[r] = self.render_row(plan.rows[r], rng, params)
+        degradations: dict[int, dict] = {}
+        query = len(plan.rows) - 1
+        arrays[query], degradations[query] = self.render_row(plan.rows[query], rng)
+        for r in reversed(range(query)):  # the query first: the other rows take its kind
+            arrays[r], degradations[r] = self.render_row(plan.rows[r], rng, degradations[query])
         t0 = time.perf_counter()
         rows, masks = [], []
         for r, row in enumerate(plan.rows):
@@ -122,4 +140,5 @@ class GridRenderer:
             masks.append(mask)
         self.timings["compose"] += time.perf_counter() - t0
         return GridSample(rows=rows, masks=masks, prompt=plan.prompt, task=plan.task,
-                          columns=list(plan.columns), keys=plan.keys)
+                          columns=list(plan.columns), keys=plan.keys,
+                          degradations=[degradations[r] for r in range(len(plan.rows))])

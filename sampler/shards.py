@@ -4,7 +4,9 @@ A shard is a webdataset tar (docs/ARCHITECTURE.md, "Contract: training
 shards"). The sampler indexes each tar once by reading its member headers
 (tarfile seeks over the data), so that a sample can be read, or skipped, by
 its position: resuming mid-epoch costs a few header reads, not a re-read of
-everything before the resume point.
+everything before the resume point. The index also says where each field
+lies, so the pool can hold (path, offset, size) references and `ShardFiles`
+read a field's bytes only when a grid shows it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import glob
 import logging
 import os
 import tarfile
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -67,14 +70,27 @@ class SampleEntry:
     key: str
     fields: dict[str, tuple[int, int]]
 
+    @property
+    def name(self) -> str:
+        """The sample's key without the directories of its member names (what grids report)."""
+        return self.key.rsplit("/", 1)[-1]
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int]:
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
 
 class TarIndex:
-    """The samples of one tar, in file order, grouped by key as webdataset groups them."""
+    """The samples of one tar, in file order, grouped by key as webdataset groups them.
+
+    `identity` is the tar's (inode, size, mtime) when it was indexed: offsets read
+    later are only trusted while the file still has it."""
 
     def __init__(self, path: str):
         self.path = path
         self.samples: list[SampleEntry] = []
         self.error: str | None = None
+        self.identity = _identity(os.stat(path))
         self._build()
 
     def _build(self) -> None:
@@ -112,25 +128,102 @@ class TarIndex:
     def __len__(self) -> int:
         return len(self.samples)
 
-    def read(self, index: int, handle=None) -> tuple[str, dict[str, bytes]]:
-        """(key, {field: bytes}) of sample `index`; `handle` is an open binary file of this tar."""
-        entry = self.samples[index]
-        own = handle is None
-        f = open(self.path, "rb") if own else handle
+
+class ShardFiles:
+    """Reads fields of indexed tars by (path, offset, size), when a grid needs them.
+
+    One open handle per shard (the `max_open` most recently used), opened on the
+    first read in the process that reads: a pickled copy (a DataLoader worker's
+    dataset) carries no handle and no cached bytes. Reads use `os.pread`, so a
+    handle shared by forked processes has no file position to race on. The last
+    `cache_bytes` of fields read are kept (least recently used out), so a field
+    the planner reads and the renderer decodes is read once.
+
+    A field is checked before it is trusted: the tar must still have the identity
+    it had when indexed, and the tar header before the field must be a valid one of
+    the field's size. Otherwise, or on an I/O error, `ShardError` names the tar."""
+
+    def __init__(self, indexes: dict[str, TarIndex], *, max_open: int = 64, cache_bytes: int = 64 << 20):
+        if max_open < 1:
+            raise ValueError(f"max_open must be >= 1, got {max_open}")
+        self._indexes = indexes
+        self.max_open, self.cache_bytes = max_open, cache_bytes
+        self._handles: OrderedDict[str, object] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+        self._cached = 0
+
+    def __getstate__(self) -> dict:
+        return {"_indexes": self._indexes, "max_open": self.max_open, "cache_bytes": self.cache_bytes}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["_indexes"], max_open=state["max_open"], cache_bytes=state["cache_bytes"])
+
+    @property
+    def cached_bytes(self) -> int:
+        """Bytes held by the cache now (at most `cache_bytes`)."""
+        return self._cached
+
+    def read(self, path: str, offset: int, size: int) -> bytes:
+        """The `size` bytes of the field at `offset` of tar `path` (cached)."""
+        hit = self._cache.get((path, offset))
+        if hit is not None:
+            self._cache.move_to_end((path, offset))
+            return hit
+        data = self._pread(path, offset, size, size)
+        if size <= self.cache_bytes:
+            self._cache[(path, offset)] = data
+            self._cached += size
+            while self._cached > self.cache_bytes:
+                _, old = self._cache.popitem(last=False)
+                self._cached -= len(old)
+        return data
+
+    def peek(self, path: str, offset: int, size: int, n: int) -> bytes:
+        """The first `n` bytes of the field (an image header, a json record), not cached."""
+        hit = self._cache.get((path, offset))
+        return hit[:n] if hit is not None else self._pread(path, offset, size, min(n, size))
+
+    def _pread(self, path: str, offset: int, size: int, n: int) -> bytes:
         try:
-            out = {}
-            for field, (offset, size) in entry.fields.items():
-                f.seek(offset)
-                data = f.read(size)
-                if len(data) != size:
-                    raise ShardError(f"{self.path}: sample {entry.key!r} field {field!r} is truncated")
-                out[field] = data
-            return entry.key.rsplit("/", 1)[-1], out
-        finally:
-            if own:
-                f.close()
+            fd = self._handle(path).fileno()
+            if _identity(os.fstat(fd)) != self._indexes[path].identity:
+                raise ShardError(f"{path} is not the file that was indexed (its inode, size or modification "
+                                 "time differ): it was rewritten; restart the run to index it again")
+            try:
+                header = tarfile.TarInfo.frombuf(os.pread(fd, tarfile.BLOCKSIZE, offset - tarfile.BLOCKSIZE),
+                                                 "utf-8", "surrogateescape")
+            except tarfile.HeaderError as exc:
+                raise ShardError(f"{path}: no tar header before offset {offset} ({exc}); the tar changed "
+                                 "since it was indexed") from None
+            if header.size != size:
+                raise ShardError(f"{path}: the member at offset {offset} has {header.size} bytes, the index "
+                                 f"says {size}; the tar changed since it was indexed")
+            data = os.pread(fd, n, offset)
+        except OSError as exc:
+            raise ShardError(f"{path}: cannot read {n} bytes at offset {offset}: {exc}") from exc
+        if len(data) != n:
+            raise ShardError(f"{path}: the field at offset {offset} is truncated ({len(data)} of {n} bytes)")
+        return data
+
+    def _handle(self, path: str):
+        handle = self._handles.get(path)
+        if handle is not None:
+            self._handles.move_to_end(path)
+            return handle
+        handle = self._handles[path] = open(path, "rb", buffering=0)
+        while len(self._handles) > self.max_open:
+            self._handles.popitem(last=False)[1].close()
+        return handle
+
+    def close(self) -> None:
+        """Close every handle and drop the cache (a later read reopens)."""
+        for handle in self._handles.values():
+            handle.close()
+        self._handles.clear()
+        self._cache.clear()
+        self._cached = 0
 
 
 def shard_keys(paths: Iterable[str]) -> list[str]:
     """Every sample key in these shards, in file order (for checks and tools)."""
-    return [e.key.rsplit("/", 1)[-1] for p in paths for e in TarIndex(p).samples]
+    return [e.name for p in paths for e in TarIndex(p).samples]

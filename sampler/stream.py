@@ -11,7 +11,8 @@ An epoch visits every sample once, across all global workers together:
   (random access through the tar index, so this costs seeks, not reads).
 
 A position in the stream is (epoch, index); reading from any position needs
-only the tar indexes, which is what makes resuming cheap.
+only the tar indexes, which is what makes resuming cheap. The stream yields
+where samples lie; their bytes are read through `sampler.shards.ShardFiles`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .shards import ShardError, TarIndex
+from .shards import TarIndex
 
 
 def _rng(*words: int) -> np.random.Generator:
@@ -90,27 +91,3 @@ class EpochStream:
                         yield StreamItem(pos + j, self.paths[shard], int(order[i]))
                 pos += len(mine)
                 seen += n
-
-
-class StreamReader:
-    """Reads stream items' bytes, keeping one open file per shard being read."""
-
-    def __init__(self, indexes: dict[str, TarIndex]):
-        self._indexes = indexes
-        self._path: str | None = None
-        self._file = None
-
-    def read(self, item: StreamItem) -> tuple[str, dict[str, bytes]]:
-        if item.shard != self._path:
-            self.close()
-            self._file = open(item.shard, "rb")
-            self._path = item.shard
-        try:
-            return self._indexes[item.shard].read(item.sample, self._file)
-        except OSError as exc:
-            raise ShardError(f"{item.shard}: cannot read sample {item.sample}: {exc}") from exc
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-        self._file, self._path = None, None

@@ -63,3 +63,26 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+# ---------------------------------------------------------------- inference (python -m inference)
+
+
+@pytest.fixture(scope="session")
+def tiny_flux_lora(tiny_flux_fill, tmp_path_factory) -> Path:
+    """A LoRA for `tiny_flux_fill` written as `python -m train` exports it (`train.lora`), with random
+    B weights (a fresh LoRA's are zero), so loading it changes what the pipeline generates."""
+    import torch
+    from diffusers import FluxTransformer2DModel
+
+    from train.lora import add_lora, export_lora_atomic, lora_metadata, lora_state_dict
+
+    transformer = FluxTransformer2DModel.from_pretrained(tiny_flux_fill, subfolder="transformer")
+    add_lora(transformer, rank=4)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, param in transformer.named_parameters():
+            if "lora_B" in name:
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.5)
+    path = tmp_path_factory.mktemp("tiny-flux-lora") / "pytorch_lora_weights.safetensors"
+    return export_lora_atomic(path, lora_state_dict(transformer), lora_metadata(transformer))

@@ -14,7 +14,7 @@ import pytest
 
 from graph200k import DEFAULT_NODES, TaskGraph
 from sampler import GridDataset
-from sampler.instruction import CONTENT_TEMPLATES, PAIR_SUFFIX
+from sampler.instruction import CONTENT_TEMPLATES, DIFFUSERS_CONTENT_PREFIX, PAIR_SUFFIX, diffusers_layout
 from tests.sampler_shards import sample_records, with_key, write_shards
 
 N = 3000
@@ -104,12 +104,18 @@ def test_prompt_parts_and_tags(plans):
             node = DEFAULT_NODES.get(column[: -len(PAIR_SUFFIX)] if column.endswith(PAIR_SUFFIX) else column)
             allowed = node.pair_phrases if column.endswith(PAIR_SUFFIX) else node.phrases
             assert any(phrase.startswith(a) for a in allowed), (column, phrase)
-        r = len(p.rows)
+    diffusers_form = []
+    for p in kept:
+        r, c = len(p.rows), len(p.columns)
+        if p.prompt.startswith((diffusers_layout(r, c, "tuple"), diffusers_layout(r, c, "sentence"))):
+            diffusers_form.append(p)  # diffusers' own wording, "1 rows" included
+            continue
         row_count = f"{r} row" if r == 1 else f"{r} rows"
         assert any(f"{x}" in p.prompt for x in (f"{row_count} ", f"{row_count},", f"{row_count};", f"{r}x",
                                                  f"{r}-row", f"{r} by")), p.prompt
         assert not re.search(r"\b1 (rows|columns)\b", p.prompt), p.prompt
-    prefixes = tuple(t.split("{caption}")[0] for t in CONTENT_TEMPLATES)
+    assert abs(len(diffusers_form) / len(kept) - 0.3) < 0.04
+    prefixes = tuple(t.split("{caption}")[0] for t in CONTENT_TEMPLATES) + (DIFFUSERS_CONTENT_PREFIX,)
     content = [p for p in kept if any(x in p.prompt for x in prefixes)]
     assert content and all(p.task.target == "target" and p.rows[-1].sample.caption for p in content)
     eligible = [p for p in kept if p.task.target == "target" and p.rows[-1].sample.caption]

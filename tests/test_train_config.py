@@ -1,11 +1,15 @@
 """`python -m train` configuration: shipped configs, overrides, errors that name the key, --help, the CLI run."""
 
+import dataclasses
+import inspect
 from pathlib import Path
 
 import pytest
 
+from sampler import GridDataset, InstructionConfig, RowSharing
 from train.__main__ import main
 from train.config import ConfigError, flat_defaults, load_config
+from train.data import grid_dataset, sampler_settings
 from train.tiny import build_tiny_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
@@ -19,8 +23,11 @@ def test_shipped_configs_carry_the_paper_settings():
         assert (cfg.lora.rank, cfg.optim.lr, cfg.optim.grad_clip) == (256, 1e-4, 2.0)
         assert cfg.train.mixed_precision == "bf16" and cfg.model.gradient_checkpointing
         assert cfg.gradient_accumulation(1) == 64 and cfg.gradient_accumulation(8) == 8
+        assert cfg.data.instruction.p_diffusers == 0.3 and cfg.data.mask_any_prob == 0.5  # spelled out, = defaults
+        assert cfg.validation.holdout == 0.01 and not cfg.validation.shards
     smoke = load_config(REPO / "configs" / "smoke.yaml")
     assert smoke.train.mixed_precision == "no" and smoke.data.shards == ["data/demo/shards"]
+    assert smoke.validation.holdout == 0.4 and not smoke.validation.shards  # validates on held-out demo keys
 
 
 def test_overrides_are_typed_yaml_values():
@@ -38,10 +45,41 @@ def test_overrides_are_typed_yaml_values():
     ("lora.rank=0", "lora.rank"),
     ("data.resolution=100", "data.resolution"),
     ("data.rows={two: 1.0}", "data.rows"),
+    ("data.mask_any_prob=1.5", "data.mask_any_prob"),
+    ("data.shuffle_columns=maybe", "data.shuffle_columns"),
+    ("data.instruction.p_diffusers=2", "data.instruction.p_diffusers"),
+    ("data.instruction.p_drop=-0.1", "data.instruction.p_drop"),
+    ("data.instruction.p_mask=0.1", "data.instruction.p_mask"),
+    ("data.row_sharing.degradation=some", "data.row_sharing.degradation"),
+    ("data.row_sharing.style=same", "data.row_sharing.style"),
+    ("validation.holdout=1", "validation.holdout"),
 ])
 def test_bad_overrides_name_the_key(override, key):
     with pytest.raises(ConfigError, match=f"'{key}'"):
         load_config(None, [override])
+
+
+def test_sampler_knobs_reach_the_grid_dataset(tmp_path, sampler_shards):
+    path = tmp_path / "knobs.yaml"
+    path.write_text("data:\n  mask_any_prob: 0.2\n  square_cells: true\n  instruction: {p_drop: 0, p_diffusers: 0.5}\n"
+                    "  row_sharing:\n    degradation: none\n    style: prefer_same\n")
+    cfg = load_config(path, ["data.shuffle_columns=false", "validation.holdout=0.05"])
+    assert cfg.validation.holdout == 0.05
+    ds = grid_dataset([str(sampler_shards)], key="data.shards", resolution=64, seed=0, tasks="train", rows=None,
+                      pool_size=8, rank=0, world_size=1, **sampler_settings(cfg.data))
+    planner = ds.planner
+    assert (planner.mask_any_prob, planner.shuffle_columns, planner.square_cells) == (0.2, False, True)
+    assert planner.instruction == InstructionConfig(p_task=0.8, p_content=0.8, p_drop=0.0, p_diffusers=0.5)
+    assert planner.sharing == RowSharing(degradation="none", style="prefer_same")
+
+
+def test_config_defaults_are_the_samplers():
+    cfg = load_config()
+    assert InstructionConfig(**dataclasses.asdict(cfg.data.instruction)) == InstructionConfig()
+    assert RowSharing(**dataclasses.asdict(cfg.data.row_sharing)) == RowSharing()
+    defaults = inspect.signature(GridDataset).parameters
+    for name in ("mask_any_prob", "shuffle_columns", "square_cells"):
+        assert getattr(cfg.data, name) == defaults[name].default, name
 
 
 def test_bad_key_in_a_file_is_named(tmp_path):
@@ -64,6 +102,9 @@ def test_help_lists_every_key_with_its_default(capsys):
     text = capsys.readouterr().out
     for key, _, default in flat_defaults():
         assert key in text and repr(default) in text
+    for key in ("data.mask_any_prob", "data.shuffle_columns", "data.square_cells", "data.instruction.p_diffusers",
+                "data.row_sharing.degradation", "data.row_sharing.style", "validation.holdout"):
+        assert key in text
 
 
 @pytest.mark.usefixtures("one_torch_thread", "fresh_accelerate_state")
@@ -73,7 +114,7 @@ def test_cli_smoke_run_on_sampler_shards(tmp_path, sampler_shards):
     build_tiny_pipeline().save_pretrained(tiny)
     out = tmp_path / "run"
     code = main(["--config", str(REPO / "configs" / "smoke.yaml"), f"model.pretrained={tiny}",
-                 f"data.shards={sampler_shards}", f"validation.shards={sampler_shards}", f"train.output_dir={out}",
+                 f"data.shards={sampler_shards}", f"train.output_dir={out}",  # validates on its held-out keys
                  "data.resolution=32", "train.max_steps=2", "validation.every=2", "validation.num_inference_steps=2"])
     assert code == 0
     assert (out / "pytorch_lora_weights.safetensors").is_file()

@@ -180,7 +180,9 @@ def test_validation_pngs_and_tensorboard_logs(tiny_flux_fill, tmp_path):
     assert [p.name for p in pngs] == ["grid-00.png", "grid-01.png"]
     from PIL import Image
 
-    assert Image.open(pngs[0]).size == (64, 2 * 64 + 4)  # 2 x 2 cells of 32 px, truth above, filled below
+    from train.validation import LABEL_HEIGHT
+    width, height = Image.open(pngs[0]).size  # 2 x 2 cells of 32 px: header, truth, filled, each labelled
+    assert width >= 64 and height == LABEL_HEIGHT + 2 * (LABEL_HEIGHT + 64) + 4
     events = list((tmp_path / "logs").rglob("events.out.tfevents.*"))
     assert events
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

@@ -40,6 +40,22 @@ class LoraSection:
     target_modules: list[str] | None = None  # None = every nn.Linear of the transformer
 
 
+# The sampler's own defaults (sampler.GridDataset, InstructionConfig, RowSharing), repeated here so that
+# --help needs no torch import; tests/test_train_config.py checks that they agree.
+@dataclass
+class InstructionSection:
+    p_task: float = 0.8  # keep the task part ([IMAGE1] ... -> [IMAGEk] ...)
+    p_content: float = 0.8  # keep the content part (subject name and caption), where the target is the photo
+    p_drop: float = 0.1  # empty prompt
+    p_diffusers: float = 0.3  # prompt in the exact form diffusers' VisualCloze pipelines build (else our templates)
+
+
+@dataclass
+class RowSharingSection:
+    degradation: str = "kind"  # kind (method + severity of the query's) | none (all drawn per row) | exact (debug)
+    style: str = "independent"  # independent | prefer_same (the query's style reference where a row has one)
+
+
 @dataclass
 class DataConfig:
     shards: list[str] = field(default_factory=list)  # webdataset shard paths/globs (GridDataset)
@@ -49,6 +65,11 @@ class DataConfig:
     rows: dict[int, float] | None = None  # {rows per grid: probability}; None = sampler default {1: .3, 2: .4, 3: .3}
     pool_size: int = 1000  # samples the sampler holds to draw in-context rows from
     num_workers: int = 0  # DataLoader worker processes drawing grids (torchdata's StatefulDataLoader keeps resume exact)
+    mask_any_prob: float = 0.5  # chance the masked query cell is any column (reverse generation), else the target
+    shuffle_columns: bool = True  # one shuffle of the condition columns per grid (the target stays last)
+    square_cells: bool = False  # the reference's res x res cells instead of each row's own aspect ratio
+    instruction: InstructionSection = field(default_factory=InstructionSection)
+    row_sharing: RowSharingSection = field(default_factory=RowSharingSection)
 
 
 @dataclass
@@ -92,12 +113,20 @@ class CheckpointConfig:
 @dataclass
 class ValidationConfig:
     every: int = 1000  # optimizer steps; 0 disables
-    shards: list[str] = field(default_factory=list)  # held-out shards; empty = no validation
+    shards: list[str] = field(default_factory=list)  # held-out shards; empty = the held-out keys of data.shards
+    holdout: float = 0.01  # with no validation.shards: fraction of data.shards keys kept out of training; 0 = none
     tasks: str = "test"
     num_grids: int = 4
     seed: int = 0
     num_inference_steps: int = 30
     guidance: float = 30.0
+    metrics: list[str] = field(default_factory=lambda: ["canny_f1", "clip_t"])  # any of VALIDATION_METRICS; [] = none
+    clip_model: str = "openai/clip-vit-large-patch14"  # clip_t's CLIP: hub id (offline, HF cache) or local folder
+    metrics_on: str = "device"  # device | cpu: where the metric models run (main process only, fp32)
+
+
+VALIDATION_METRICS = ("canny_f1", "clip_t", "ssim", "psnr")
+"""The cheap metrics validation can log (train/validation_metrics.py); the names of inference.metrics."""
 
 
 @dataclass
@@ -127,6 +156,7 @@ class TrainConfig:
             "train.timestep_sampling": ("logit_normal", "mode", "uniform"),
             "train.loss_weighting": ("none", "sigma_sqrt", "cosmap"),
             "log.report_to": ("tensorboard", "wandb", "none"),
+            "validation.metrics_on": ("device", "cpu"),
         }
         for key, allowed in choices.items():
             value = get_key(self, key)
@@ -145,7 +175,29 @@ class TrainConfig:
             raise ConfigError(f"config key 'data.resolution': must be a multiple of 16, got {self.data.resolution}")
         if self.model.max_sequence_length > 512:
             raise ConfigError("config key 'model.max_sequence_length': FLUX's T5 takes at most 512 tokens")
+        if not 0.0 <= self.data.mask_any_prob <= 1.0:
+            raise ConfigError(f"config key 'data.mask_any_prob': must be within [0, 1], got {self.data.mask_any_prob}")
+        if not 0.0 <= self.validation.holdout < 1.0:
+            raise ConfigError(f"config key 'validation.holdout': must be within [0, 1) (0 holds nothing out), "
+                              f"got {self.validation.holdout}")
+        unknown = [m for m in self.validation.metrics if m not in VALIDATION_METRICS]
+        if unknown:
+            raise ConfigError(f"config key 'validation.metrics': unknown {', '.join(map(repr, unknown))}; "
+                              f"choose from {', '.join(VALIDATION_METRICS)} ([] logs none)")
+        self._check_sampler_section("data.instruction", "InstructionConfig")
+        self._check_sampler_section("data.row_sharing", "RowSharing")
         return self
+
+    def _check_sampler_section(self, key: str, sampler_class: str) -> None:
+        """Let the sampler's own class judge each value of a section, so the rules live in one place."""
+        import sampler  # lazily: --help stays free of torch
+
+        cls = getattr(sampler, sampler_class)
+        for name, value in dataclasses.asdict(get_key(self, key)).items():
+            try:
+                cls(**{name: value})
+            except ValueError as err:
+                raise ConfigError(f"config key '{key}.{name}': {err}") from None
 
     def gradient_accumulation(self, world_size: int) -> int:
         """Micro-batches per optimizer step on each rank, so that global_batch_size grids make one step."""

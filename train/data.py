@@ -10,12 +10,13 @@ checkpoint and restores it in the same worker on resume, so the position stays e
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from sampler.grid_sample import GridSample
 
-from .config import ConfigError
+from .config import ConfigError, DataConfig
 
 
 class InMemoryGrids:
@@ -89,12 +90,27 @@ class GridStream:
         self._iter = None  # restart iteration from the restored position
 
 
+def sampler_settings(data: DataConfig) -> dict[str, Any]:
+    """The data section's sampler knobs as `GridDataset` keyword arguments."""
+    from sampler import InstructionConfig, RowSharing
+
+    return dict(mask_any_prob=data.mask_any_prob, shuffle_columns=data.shuffle_columns,
+                square_cells=data.square_cells, instruction=InstructionConfig(**dataclasses.asdict(data.instruction)),
+                sharing=RowSharing(**dataclasses.asdict(data.row_sharing)))
+
+
 def grid_dataset(shards: list[str], *, key: str, resolution: int, seed: int, tasks: str,
-                 rows: dict[int, float] | None, pool_size: int, rank: int, world_size: int) -> Iterable[GridSample]:
-    """`sampler.GridDataset` over webdataset shards; this process reads its own share (rank of world_size)."""
+                 rows: dict[int, float] | None, pool_size: int, rank: int, world_size: int,
+                 key_filter: Callable[[str], bool] | None = None, **settings: Any) -> Iterable[GridSample]:
+    """`sampler.GridDataset` over webdataset shards; this process reads its own share (rank of world_size).
+
+    `key_filter` keeps only the samples whose key it accepts (the holdout split); `settings`
+    are further `GridDataset` arguments (`sampler_settings`)."""
     if not shards:
         raise ConfigError(f"config key '{key}' is empty: name the shards (e.g. data/demo/shards)")
     from sampler import GridDataset
 
+    if key_filter is not None:
+        settings["key_filter"] = key_filter
     return GridDataset(shards if len(shards) > 1 else shards[0], resolution=resolution, seed=seed, tasks=tasks,
-                       rows=rows, pool_size=pool_size, rank=rank, world_size=world_size)
+                       rows=rows, pool_size=pool_size, rank=rank, world_size=world_size, **settings)

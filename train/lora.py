@@ -5,6 +5,9 @@ embedders, final layer). Here the target list is derived from the model itself, 
 different Flux config needs no edit. Saving goes through `FluxFillPipeline.save_lora_weights`
 with the peft config as metadata (rank, alpha, targets), which is what
 `FluxFillPipeline.load_lora_weights` and `VisualClozeGenerationPipeline.load_lora_weights` read.
+Under FSDP2 (train/sharding.py) the LoRA parameters are DTensor shards: `lora_state_dict`
+gathers them whole (LoRA only, never the frozen base) and `load_lora_into` cuts a saved file
+into the same shards.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from diffusers.training_utils import cast_training_params
 from diffusers.utils import convert_unet_state_dict_to_peft
 from peft import LoraConfig, get_peft_model_state_dict, set_peft_model_state_dict
 from peft.tuners.lora import LoraLayer
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+from torch.distributed.tensor import DTensor, distribute_tensor
 
 LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
 _BLOCK_PREFIX = re.compile(r"^(?:single_)?transformer_blocks\.\d+\.")
@@ -52,6 +57,39 @@ def add_lora(transformer, rank: int, alpha: float | None = None, dropout: float 
         raise RuntimeError(f"LoRA wrapped {wrapped} of the transformer's {n_linear} linear layers")
     cast_training_params(transformer, dtype=torch.float32)
     return config
+
+
+def is_sharded(transformer) -> bool:
+    """True when the transformer's LoRA parameters are FSDP2 shards (DTensors)."""
+    return any(isinstance(p, DTensor) for p in transformer.parameters() if p.requires_grad)
+
+
+def lora_state_dict(transformer) -> dict[str, torch.Tensor]:
+    """The LoRA weights in diffusers/peft naming (what `save_lora` writes).
+
+    Sharded (FSDP2): the LoRA shards alone are gathered into full tensors on rank 0's CPU and
+    the other ranks get {}; every rank must call it (it runs collectives).
+    """
+    if not is_sharded(transformer):
+        return get_peft_model_state_dict(transformer)
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=True)
+    return get_peft_model_state_dict(transformer, state_dict=get_model_state_dict(transformer, options=options))
+
+
+def _shard_like_model(transformer, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Full LoRA tensors (file naming) -> DTensors placed like the parameters they load into.
+
+    Every rank holds the whole file, so each cuts its own shard (no communication). peft does the
+    same inside `set_peft_model_state_dict` only where transformers' tensor-parallel module imports.
+    """
+    targets = get_peft_model_state_dict(transformer, state_dict=dict(transformer.named_parameters()))
+    sharded = dict(state)
+    for key, value in state.items():
+        target = targets.get(key)
+        if isinstance(target, DTensor):
+            sharded[key] = distribute_tensor(value.to(device=target.device, dtype=target.dtype), target.device_mesh,
+                                             target.placements, src_data_rank=None)
+    return sharded
 
 
 def lora_metadata(transformer) -> dict:
@@ -88,6 +126,9 @@ def load_lora_into(transformer, directory: str | os.PathLike, weight_name: str =
     state = FluxFillPipeline.lora_state_dict(str(directory), weight_name=weight_name)
     state = {k.removeprefix("transformer."): v for k, v in state.items() if k.startswith("transformer.")}
     state = convert_unet_state_dict_to_peft(state)
+    sharded = is_sharded(transformer)
+    if sharded:
+        state = _shard_like_model(transformer, state)
     result = set_peft_model_state_dict(transformer, state, adapter_name="default")
     unexpected = getattr(result, "unexpected_keys", None)
     if unexpected:
@@ -96,4 +137,5 @@ def load_lora_into(transformer, directory: str | os.PathLike, weight_name: str =
     missing = sorted(set(expected) - set(state))
     if missing:
         raise RuntimeError(f"LoRA file {directory}/{weight_name} lacks keys: {missing[:5]}")
-    cast_training_params(transformer, dtype=torch.float32)
+    if not sharded:  # shards were loaded in place, in their own fp32
+        cast_training_params(transformer, dtype=torch.float32)

@@ -31,17 +31,17 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedType, ProjectConfiguration, set_seed
 from diffusers import FluxFillPipeline
 from diffusers.optimization import get_scheduler
-from peft import get_peft_model_state_dict
 from tqdm.auto import tqdm
 
 from sampler.grid_sample import GridSample
 
 from .config import ConfigError, TrainConfig, to_dict
-from .data import GridStream, grid_dataset
+from .data import GridStream, grid_dataset, sampler_settings
 from .flow import FlowSettings, flow_loss
 from .grid_inputs import encode_grid, encode_prompts, layout_of, stack_inputs
-from .lora import LORA_WEIGHT_NAME, add_lora, export_lora_atomic, load_lora_into, lora_metadata, save_lora
-from .validation import run_validation
+from .lora import LORA_WEIGHT_NAME, export_lora_atomic, load_lora_into, lora_metadata, lora_state_dict, save_lora
+from .sharding import fsdp_plugin_of, prepare_transformer
+from .validation import holdout_filters, run_validation, validation_grids
 
 logger = logging.getLogger("train")
 
@@ -140,23 +140,23 @@ class Trainer:
         self.history: deque[dict[str, float]] = deque(maxlen=1000)  # latest steps' metrics, for callers and tests
 
     def _build_data(self, train_data, val_grids) -> None:
-        """Training grids (this rank's share) and the fixed validation grids."""
+        """Training grids (this rank's share, held-out keys excluded) and the fixed validation set,
+        drawn once here so every validation step fills the same grids (train/validation.py)."""
         cfg, acc = self.cfg, self.accelerator
         d = cfg.data
         if train_data is None:
+            not_held_out, _ = holdout_filters(cfg)
             train_data = grid_dataset(d.shards, key="data.shards", resolution=d.resolution, seed=d.seed, tasks=d.tasks,
                                       rows=d.rows, pool_size=d.pool_size, rank=acc.process_index,
-                                      world_size=acc.num_processes)
+                                      world_size=acc.num_processes, key_filter=not_held_out, **sampler_settings(d))
         self.data = GridStream(train_data, num_workers=d.num_workers)
-        if val_grids is None and cfg.validation.every and cfg.validation.shards:
-            v = cfg.validation
-            held_out = grid_dataset(v.shards, key="validation.shards", resolution=d.resolution, seed=v.seed,
-                                    tasks=v.tasks, rows=d.rows, pool_size=d.pool_size, rank=0, world_size=1)
-            val_grids = GridStream(held_out).take(v.num_grids)
+        if val_grids is None and cfg.validation.every:
+            val_grids = validation_grids(cfg)
         self.val_grids = list(val_grids or [])[: cfg.validation.num_grids]
 
     def _build_model(self):
-        """The pipeline from `model.pretrained`, frozen, with a trainable LoRA on the transformer."""
+        """The pipeline from `model.pretrained`, frozen, with a trainable LoRA on the transformer; under
+        FSDP the transformer comes back sharded (train/sharding.py), else on this process's device."""
         cfg = self.cfg
         self.pipe = FluxFillPipeline.from_pretrained(cfg.model.pretrained, revision=cfg.model.revision,
                                                      dtype=self.weight_dtype)
@@ -167,16 +167,16 @@ class Trainer:
             logging.getLogger(f"diffusers.pipelines.{name}").setLevel(logging.ERROR)
         for module in (self.pipe.vae, self.pipe.text_encoder, self.pipe.text_encoder_2):
             module.requires_grad_(False)
-        transformer = self.pipe.transformer
-        add_lora(transformer, cfg.lora.rank, cfg.lora.alpha, cfg.lora.dropout, cfg.lora.target_modules)
-        if cfg.model.gradient_checkpointing:
-            transformer.enable_gradient_checkpointing()
         text_device = self.device if cfg.model.text_encoders_on == "device" else torch.device("cpu")
         self.pipe.vae.to(self.device)
         self.pipe.text_encoder.to(text_device)
         self.pipe.text_encoder_2.to(text_device)
-        transformer.to(self.device)
-        return transformer
+        return prepare_transformer(
+            self.pipe.transformer, rank=cfg.lora.rank, alpha=cfg.lora.alpha, dropout=cfg.lora.dropout,
+            target_modules=cfg.lora.target_modules, gradient_checkpointing=cfg.model.gradient_checkpointing,
+            device=self.device, fsdp_plugin=fsdp_plugin_of(self.accelerator),
+            mixed_precision=self.accelerator.mixed_precision,
+        )
 
     # ------------------------------------------------------------------ LoRA I/O
 
@@ -184,12 +184,9 @@ class Trainer:
         return self.accelerator.unwrap_model(self.transformer)
 
     def lora_layers(self) -> dict[str, torch.Tensor]:
-        """The LoRA state dict in diffusers/peft naming (gathered first under FSDP; call on all ranks)."""
-        model = self.unwrapped()
-        if self.accelerator.distributed_type == DistributedType.FSDP:
-            full = self.accelerator.get_state_dict(self.transformer)
-            return get_peft_model_state_dict(model, state_dict=full)
-        return get_peft_model_state_dict(model)
+        """The LoRA state dict in diffusers/peft naming. Under FSDP only the LoRA shards are gathered, onto
+        the main process (the others get {}); call on all ranks."""
+        return lora_state_dict(self.unwrapped())
 
     def _save_hook(self, models, weights, output_dir):
         layers = self.lora_layers()
@@ -363,16 +360,34 @@ class Trainer:
         # Under FSDP every rank must join the forward passes; otherwise the main process alone samples.
         if acc.is_main_process or acc.distributed_type == DistributedType.FSDP:
             out = self.output_dir / "validation" / f"step-{self.state.step:07d}"
+            # the metric models load once, at the first validation, on the main process only
+            metrics = None
+            if acc.is_main_process and cfg.validation.metrics:
+                from .validation_metrics import ValidationMetrics  # the metrics' imports only when they run
+
+                if getattr(self, "validation_metrics", None) is None:
+                    self.validation_metrics = ValidationMetrics.load(cfg.validation, self.device)
+                metrics = self.validation_metrics
             with acc.autocast():
-                results = run_validation(self.pipe, self.val_grids, out, resolution=cfg.data.resolution,
-                                         steps=cfg.validation.num_inference_steps, guidance=cfg.validation.guidance,
-                                         seed=cfg.validation.seed, max_sequence_length=cfg.model.max_sequence_length,
-                                         device=self.device)
+                run = run_validation(self.pipe, self.val_grids, out, step=self.state.step,
+                                     resolution=cfg.data.resolution, steps=cfg.validation.num_inference_steps,
+                                     guidance=cfg.validation.guidance, seed=cfg.validation.seed,
+                                     max_sequence_length=cfg.model.max_sequence_length, device=self.device,
+                                     metrics=metrics, save=acc.is_main_process)
             if acc.is_main_process and cfg.log.report_to == "tensorboard":
+                # one tag per grid: TensorBoard's step slider shows the same grid step after step
                 writer = acc.get_tracker("tensorboard", unwrap=True)
-                for i, (_, image) in enumerate(results):
+                for i, ((_, image), grid) in enumerate(zip(run.images, self.val_grids)):
                     writer.add_image(f"validation/grid-{i:02d}", image, self.state.step, dataformats="HWC")
-            paths = [p for p, _ in results]
+                    writer.add_text(f"validation/grid-{i:02d}", f"{grid.task.id}: {grid.prompt}", self.state.step)
+            means = run.means
+            if means:
+                if cfg.log.report_to != "none":
+                    acc.log({f"validation/{name}": value for name, value in means.items()}, step=self.state.step)
+                acc.print(f"validation step {self.state.step} means: "
+                          + ", ".join(f"{name} {value:.4g}" for name, value in means.items())
+                          + f" (per grid: {out / 'grids.json'})")
+            paths = [p for p, _ in run.images]
         acc.wait_for_everyone()
         return paths
 

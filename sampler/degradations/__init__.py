@@ -6,8 +6,10 @@ Graph200K spelling) and returns an RGB uint8 array of the same height and width
 (rotations of non-square images swap them) plus a small JSON-serialisable dict.
 Passing that dict back as `params=` reproduces the output exactly: it records
 the node, the severity, the sub-method, every sampled scalar and the `seed` of
-every noise field, line position and texture. That is how the in-context rows
-of a grid show the very same degradation as the query.
+every noise field, line position and texture. Exact replay is for tests and
+debugging: the in-context rows of a grid share only the query's kind (method and
+severity) and draw their own seeds (`sampler.sharing.RowSharing`), so no row
+carries the query's residual.
 
 Where degradations run: on the cell, after resizing. Cost and visual strength
 then do not depend on the source's resolution. The reference degrades the full

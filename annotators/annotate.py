@@ -6,6 +6,9 @@ and, last, `<shard>.stats.json`. A sample whose source already carries the
 node (an imported annotation) is counted `already_present` and not redone; a
 batch that raises is retried sample by sample, and each sample that still
 fails is recorded with its reason. `samples = written + already_present + failed`.
+A node shard this annotator must read that was made from another version of
+the source shard (stale, `graph200k.provenance`) is refused (`StaleInput`):
+no map is ever computed from, or joined with, another version of its image.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any, Mapping
 from graph200k.decode import MAX_PIXELS, ImageDecodeError, decode_image
 from graph200k.layout import METADATA_FIELD, merge_metadata, stored_instances
 from graph200k.nodes import NodeRegistry
+from graph200k.provenance import redo_command, source_id, stale_reason
 from graph200k.shardio import atomic_tar, iter_samples, read_stats, write_errors, write_json
 
 from .base import NODE_METADATA, Annotator, SampleInput, output_fields
@@ -30,16 +34,36 @@ def node_tar(dataset: Path, node: str, shard: str) -> Path:
     return dataset / "nodes" / node / f"{shard}.tar"
 
 
+class StaleInput(RuntimeError):
+    """A node shard an annotator must read was made from another version of the source shard."""
+
+
 def shard_inputs(cls: type[Annotator], dataset: Path, shard: str, nodes: NodeRegistry) -> dict | None:
-    """Ids of what a node shard is computed from (source plan, needed nodes' shard ids), or None if missing."""
+    """Ids of what a node shard is computed from (the source shard's content id, the read nodes' shard ids;
+    None for a node that is absent or stale, since it is not read), or None if the source shard is missing."""
     source = read_stats(source_tar(dataset, shard))
     if source is None:
         return None
-    inputs: dict[str, Any] = {"source": source["plan"]}
+    inputs: dict[str, Any] = {"source": source_id(source)}
     for need in cls.reads(nodes):
         stats = read_stats(node_tar(dataset, need, shard))
-        inputs[need] = stats["id"] if stats else None
+        inputs[need] = stats["id"] if stats and not stale_reason(dataset, need, shard) else None
     return inputs
+
+
+def stale_needs(cls: type[Annotator], dataset: Path, shard: str, nodes: NodeRegistry) -> dict[str, str]:
+    """The required nodes whose shard exists but is stale (node -> why): the annotator cannot run on them."""
+    stale = {}
+    for need in cls.needs(nodes):
+        why = stale_reason(dataset, need, shard)
+        if why:
+            stale[need] = why
+    return stale
+
+
+def stale_input_message(dataset: Path, shard: str, stale: dict[str, str], input: str | None = None) -> str:
+    return "; ".join(f"{need}/{shard} is stale ({why}): redo it first with "
+                     f"`{redo_command(dataset, need, input)}`" for need, why in stale.items())
 
 
 def shard_id(annotator: Annotator, inputs: dict) -> str:
@@ -186,10 +210,13 @@ def annotate_shard(annotator: Annotator, dataset: Path, shard: str, max_pixels: 
     inputs = shard_inputs(cls, dataset, shard, nodes)
     if inputs is None:
         raise FileNotFoundError(f"source shard {shard} is not complete in {dataset}")
+    stale = stale_needs(cls, dataset, shard, nodes)
+    if stale:
+        raise StaleInput(stale_input_message(dataset, shard, stale))
     deps = {}
     for need in cls.reads(nodes):
         tar = node_tar(dataset, need, shard)
-        if tar.exists() and read_stats(tar):
+        if inputs.get(need) is not None:  # complete and made from this source shard
             deps.update({s["__key__"]: merge_metadata({**deps.get(s["__key__"], {}), **s}, deps.get(s["__key__"], {}))
                          for s in iter_samples(tar)})
     state = _ShardAnnotation(annotator, dataset, shard, max_pixels)
@@ -210,6 +237,7 @@ def annotate_shard(annotator: Annotator, dataset: Path, shard: str, max_pixels: 
         "id": shard_id(annotator, inputs),
         "inputs": inputs,
         **cls.describe(),
+        "license": cls.license,  # for the dataset card's provenance; not in describe(), which keys shard ids
         "settings": annotator.output_settings(),
         "batch_size": cls.batch_size,
         "samples": samples,

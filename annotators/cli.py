@@ -38,11 +38,38 @@ def print_summary(summary: RunSummary, errors: list[dict]) -> None:
                         "how to enable"]))
     for e in summary.shard_errors:
         print(f"shard {e['shard']} ({e['stage']}) did not complete: {e['error']}", file=sys.stderr)
+    if summary.stale:
+        print(f"\n{len(summary.stale)} stale node shard(s), made from inputs that have changed since; "
+              "they are not read and not packed until redone:")
+        for e in summary.stale:
+            print(f"  {e['shard']}: {e['why']}; redo: {e['redo']}")
     if errors:
-        print(f"\n{len(errors)} per-sample error(s) (full list in the *.errors.jsonl files):")
+        print(f"\n{len(errors)} per-sample error(s), first {min(10, len(errors))}:")
         for e in errors[:10]:
             print(f"  {e['stage']}/{e['shard']} {e['key']}: {e.get('field', '')} {e['reason']}".replace("  ", " "))
+    lost = lost_inputs(summary)
+    if lost:
+        files = _error_files(Path(summary.dataset), errors)
+        where = ", ".join(files[:5]) + (f" and {len(files) - 5} more" if len(files) > 5 else "")
+        if summary.shard_errors:
+            where += (" and " if files else "") + f"{Path(summary.dataset) / 'run.json'} (shard_errors)"
+        print(f"\nlost: {', '.join(lost)}; the records (key, source, field, file, reason) are in {where} "
+              "(in Python: annotators.runner.collect_errors(dataset))")
     print(f"\ndataset: {summary.dataset}  ({summary.duration_s:.1f} s)")
+
+
+def lost_inputs(summary: RunSummary) -> list[str]:
+    """What the run lost, in words (empty when nothing was): `annotators run` then exits with status 1."""
+    lost = {"failed sample(s)": summary.failed, "dropped field(s)": summary.field_errors,
+            "sample(s) an annotator failed on": sum(r.failed for r in summary.annotators),
+            "shard(s) that did not complete": len(summary.shard_errors)}
+    return [f"{n} {what}" for what, n in lost.items() if n]
+
+
+def _error_files(dataset: Path, errors: list[dict]) -> list[str]:
+    shards = dict.fromkeys((e["stage"], e["shard"]) for e in errors)
+    return [str(dataset / "source" / f"{shard}.errors.jsonl" if stage == "source" else
+                dataset / "nodes" / stage / f"{shard}.errors.jsonl") for stage, shard in shards]
 
 
 def parse_settings(pairs: list[str] | None, style_dir: str | None) -> dict[str, dict[str, str]]:
@@ -122,12 +149,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite, samples_per_shard=args.samples_per_shard, num_cpus=args.num_cpus,
         address=args.address, workers=args.workers, cpus_per_worker=args.cpus_per_worker,
         gpus_per_worker=args.gpus_per_worker, batch_size=args.batch_size, max_pixels=args.max_pixels,
-        progress=not args.no_progress,
+        follow_symlinks=args.follow_symlinks, progress=not args.no_progress,
         settings=with_weight_options(parse_settings(args.set, args.style_dir), args.model_dir, args.trust_remote_code),
     )
     summary = run(cfg)
     print_summary(summary, collect_errors(cfg.out))
-    return 1 if summary.shard_errors else 0
+    return 1 if lost_inputs(summary) else 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -163,7 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--annotators", nargs="+", metavar="NAME",
                    help=f"annotators or node types to run (default: all: {', '.join(DEFAULT_ANNOTATORS.names())})")
     p.add_argument("--strict", action="store_true", help="fail when an annotator cannot run here")
-    p.add_argument("--overwrite", action="store_true", help="redo completed shards")
+    p.add_argument("--overwrite", action="store_true",
+                   help="redo completed shards, and replace a dataset planned from another input or "
+                        "--samples-per-shard (refused without it)")
     p.add_argument("--samples-per-shard", type=int, default=DEFAULT_SAMPLES_PER_SHARD)
     p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance (default: all)")
     p.add_argument("--address", help="join this Ray cluster (e.g. auto or ray://head:10001) instead of starting one")
@@ -173,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, help="override the annotators' declared batch size")
     p.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
                    help=f"refuse images with more pixels (default {MAX_PIXELS}, decompression-bomb guard)")
+    p.add_argument("--follow-symlinks", action="store_true",
+                   help="folder input: also read files and enter folders that symbolic links lead to outside "
+                        "the input folder (default: recorded as errors, not read)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--set", action="append", metavar="ANNOTATOR.SETTING=VALUE",
                    help="override an annotator setting (repeatable; see docs/annotators.md), e.g. fill_edit.steps=28")

@@ -8,7 +8,9 @@ shards (rows of a shard in batches of the annotator's `batch_size`). A shard
 is the unit of work, of completion and of resume, as in img2dataset: only
 shard stats travel through Ray, images never leave the worker that reads and
 writes them, and a rerun skips every shard whose stats file says it is done
-with the current inputs and annotator version.
+with the current inputs and annotator version. A run holds the dataset's lock
+(`graph200k.dataset_lock`) throughout, and refuses a plan that would drop the
+samples of the dataset it writes to (`dataset_plan`) unless `--overwrite`.
 """
 
 from __future__ import annotations
@@ -28,13 +30,17 @@ import numpy as np
 from tqdm import tqdm
 
 from graph200k.catalog import DEFAULT_NODES
+from graph200k.dataset_lock import dataset_lock
 from graph200k.decode import MAX_PIXELS
 from graph200k.layout import stored_instances
 from graph200k.nodes import NodeRegistry
+from graph200k.provenance import stale_node_shards
 from graph200k.shardio import invalidate, read_errors, read_stats, remove_partials, sample_fields, write_json
 
-from .annotate import is_done, node_tar
+from .annotate import is_done, node_tar, stale_input_message, stale_needs
 from .base import Annotator
+from .content_ids import ContentIds
+from .dataset_plan import check_plan, record_plan
 from .ingest import INGEST_VERSION, source_dir, source_tar, write_source_shard
 from .sources import DEFAULT_SAMPLES_PER_SHARD, ShardPlan, SourcePlan, plan_sources
 from .worker import AnnotatorWorker
@@ -70,6 +76,7 @@ class RunConfig:
     gpus_per_worker: float | None = None
     batch_size: int | None = None
     max_pixels: int = MAX_PIXELS
+    follow_symlinks: bool = False  # folder inputs: also read links that lead out of the input folder
     progress: bool = True
     settings: dict[str, dict[str, str]] = field(default_factory=dict)  # annotator -> setting -> value (`--set`)
 
@@ -98,6 +105,7 @@ class RunSummary:
     unmatched_files: list[str] = field(default_factory=list)
     annotators: list[AnnotatorRow] = field(default_factory=list)
     shard_errors: list[dict] = field(default_factory=list)
+    stale: list[dict] = field(default_factory=list)  # node shards made from other inputs: not packed, not read
     duration_s: float = 0.0
 
     def to_json(self) -> dict:
@@ -109,8 +117,32 @@ class RunSummary:
 # --- Ray ---------------------------------------------------------------------------------------
 
 @contextmanager
+def _loopback_only() -> Iterator[None]:
+    """Make the Ray started in this block listen on 127.0.0.1 only (GCS, raylet, object manager, workers).
+
+    On Linux Ray gives a local node the machine's routable address and its servers listen on every
+    interface, protected only by token authentication. With `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`
+    (read at import, hence also set on the already imported constant) Ray uses the loopback address,
+    as it does on macOS and Windows, and every server binds to it; the processes it starts inherit it."""
+    from ray._private import ray_constants
+
+    name = ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR
+    saved_env, saved_flag = os.environ.get(name), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[name], ray_constants.ENABLE_RAY_CLUSTER = "0", False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved_flag
+        if saved_env is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = saved_env
+
+
+@contextmanager
 def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iterator[None]:
-    """Join `address` or start a quiet local Ray sized to the machine; reuse a session already open."""
+    """Join `address` or start a quiet local Ray sized to the machine, listening on 127.0.0.1 only;
+    reuse a session already open."""
     import ray
 
     if ray.is_initialized():
@@ -119,13 +151,18 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
     common = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=True)
     if address:
         ray.init(address=address, **common)
-    else:
+        try:
+            yield
+        finally:
+            ray.shutdown()
+        return
+    with _loopback_only():
         ray.init(num_cpus=num_cpus or os.cpu_count(), object_store_memory=LOCAL_OBJECT_STORE_BYTES,
                  _system_config=LOCAL_SYSTEM_CONFIG, **common)
-    try:
-        yield
-    finally:
-        ray.shutdown()
+        try:
+            yield
+        finally:
+            ray.shutdown()
 
 
 def _quiet_data_context(progress: bool) -> None:
@@ -177,12 +214,14 @@ def _source_done(dataset: Path, plan: ShardPlan) -> bool:
 
 
 def _drop_stale_shards(dataset: Path, plan: SourcePlan) -> None:
-    """Shards of an earlier, larger plan over this dataset are removed with their node shards."""
+    """Shards of an earlier, larger plan over this dataset are removed with their node shards
+    (reached only with `--overwrite`: `check_plan` refuses a plan that drops samples)."""
     wanted = {s.shard for s in plan.shards}
     for tar in sorted(source_dir(dataset).glob("*.tar")):
         shard = tar.name[: -len(".tar")]
         if shard not in wanted:
             invalidate(tar)
+            (source_dir(dataset) / f"{shard}.hashes.json").unlink(missing_ok=True)
             for node_dir in (dataset / "nodes").glob("*"):
                 invalidate(node_dir / f"{shard}.tar")
 
@@ -200,11 +239,18 @@ def write_sources(cfg: RunConfig, plan: SourcePlan, summary: RunSummary) -> None
                                  num_cpus=1, compute=ray.data.TaskPoolStrategy(size=max(1, min(len(jobs), int(cpus))))):
             if "error" in stats:
                 summary.shard_errors.append({"stage": "source", **stats})
+    count_source_shards(summary, dataset, plan)
+
+
+def count_source_shards(summary: RunSummary, dataset: Path, plan: SourcePlan) -> None:
+    """Add the plan's accounting to `summary`: inputs are the planned samples, and every sample of a
+    source shard that did not complete (its error is in `summary.shard_errors`) counts as failed."""
     for s in plan.shards:
-        stats = read_stats(source_tar(dataset, s.shard))
-        if stats is None:
+        summary.inputs += len(s.items)
+        if not _source_done(dataset, s):
+            summary.failed += len(s.items)
             continue
-        summary.inputs += stats["inputs"]
+        stats = read_stats(source_tar(dataset, s.shard))
         summary.succeeded += stats["succeeded"]
         summary.failed += stats["failed"]
         summary.field_errors += stats["field_errors"]
@@ -260,7 +306,14 @@ def run_annotator(cls: type[Annotator], cfg: RunConfig, shards: list[str], regis
         row.status, row.why, row.how_to_enable = "skipped", available.reason, available.how_to_enable
         row.already_present = (imported or ImportedNodes(cfg.out, nodes)).count(cls.produces, ready)
         return row
-    pending = _pending_shards(cls, cfg, ready, nodes)
+    pending = []
+    for shard in _pending_shards(cls, cfg, ready, nodes):
+        stale = stale_needs(cls, cfg.out, shard, nodes)
+        if stale:  # its input must be redone first; annotate_shard would refuse it too
+            summary.shard_errors.append({"stage": cls.name, "shard": shard, "error": "stale input: "
+                                         + stale_input_message(cfg.out, shard, stale, str(cfg.input))})
+        else:
+            pending.append(shard)
     cpus, gpus = _cluster_capacity() if pending else (0.0, 0.0)
     num_cpus = cfg.cpus_per_worker if cfg.cpus_per_worker is not None else cls.num_cpus
     num_gpus = cfg.gpus_per_worker if cfg.gpus_per_worker is not None else cls.num_gpus
@@ -287,7 +340,7 @@ def run_annotator(cls: type[Annotator], cfg: RunConfig, shards: list[str], regis
         except Exception as err:  # e.g. the model failed to load in the actor: the other annotators still run
             cause = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
             summary.shard_errors.append({"stage": cls.name, "shard": "*", "error": f"{type(err).__name__}: {cause}"})
-    else:
+    elif not any(e["stage"] == cls.name for e in summary.shard_errors):
         row.status = "up to date"
     for shard in ready:
         stats = read_stats(node_tar(cfg.out, cls.produces[0], shard))
@@ -304,14 +357,23 @@ def run_annotator(cls: type[Annotator], cfg: RunConfig, shards: list[str], regis
 
 
 def run(cfg: RunConfig, registry: AnnotatorRegistry | None = None) -> RunSummary:
-    """Plan, write source shards and run the chosen annotators (default: `DEFAULT_ANNOTATORS`);
-    write `<out>/run.json`; return the summary."""
+    """Plan, write source shards and run the chosen annotators (default: `DEFAULT_ANNOTATORS`) while
+    holding the dataset's lock; write `<out>/run.json`; return the summary.
+
+    Raises `DatasetLocked` when another run holds `cfg.out` and `PlanConflict` when the plan would drop
+    or re-cut the samples of the dataset there (unless `cfg.overwrite`), before changing anything."""
     started = time.time()
     if registry is None:
         from .registry import DEFAULT_ANNOTATORS as registry
     chosen = registry.ordered(cfg.annotators)
-    plan = plan_sources(cfg.input, cfg.samples_per_shard, registry.nodes)
+    plan = plan_sources(cfg.input, cfg.samples_per_shard, registry.nodes, cfg.follow_symlinks)
     cfg.out.mkdir(parents=True, exist_ok=True)
+    with dataset_lock(cfg.out, f"python -m annotators run --input {cfg.input} --out {cfg.out}"):
+        return _run_locked(cfg, registry, chosen, plan, started)
+
+
+def _run_locked(cfg: RunConfig, registry: AnnotatorRegistry, chosen: list[type[Annotator]], plan: SourcePlan,
+                started: float) -> RunSummary:
     remove_partials(cfg.out)
     summary = RunSummary(str(cfg.out), collisions=[c.to_json() for c in plan.collisions],
                          unmatched_files=plan.unmatched)
@@ -323,6 +385,12 @@ def run(cfg: RunConfig, registry: AnnotatorRegistry | None = None) -> RunSummary
     unavailable = [(n, a) for n, a in unavailable if not a.ok]
     if cfg.strict and unavailable:
         raise AnnotatorUnavailable("; ".join(f"{n}: {a.reason} (enable: {a.how_to_enable})" for n, a in unavailable))
+    content = ContentIds(source_dir(cfg.out))
+    content.attach(plan)  # shard ids from the input's bytes (cached by path, size and times)
+    if not cfg.overwrite:
+        check_plan(cfg.out, plan, cfg.samples_per_shard)
+    content.save()
+    record_plan(cfg.out, plan, cfg.samples_per_shard)
     _drop_stale_shards(cfg.out, plan)
     session = nullcontext() if _nothing_to_do(cfg, plan, chosen, registry) else ray_session(cfg.address, cfg.num_cpus)
     with session:
@@ -335,6 +403,7 @@ def run(cfg: RunConfig, registry: AnnotatorRegistry | None = None) -> RunSummary
             summary.annotators.append(row)
             if cfg.strict and row.status == "skipped":
                 raise AnnotatorUnavailable(f"{row.annotator}: {row.why} (enable: {row.how_to_enable})")
+    summary.stale = stale_node_shards(cfg.out, [s.shard for s in plan.shards], str(cfg.input))
     summary.duration_s = round(time.time() - started, 3)
     write_json(cfg.out / "run.json", {"input": str(cfg.input), "kind": plan.kind,
                                       "samples_per_shard": cfg.samples_per_shard, **summary.to_json()})

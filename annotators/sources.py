@@ -14,6 +14,11 @@ Planning only lists names (no pixel is read), gives every input its key
 (`annotators.keys`) and cuts the inputs into source shards of at most
 `samples_per_shard` samples, numbered `000000`, `000001`, ... The plan is the
 same on every run over the same input, so a rerun finds its completed shards.
+
+Inputs stay inside their folder: a folder file that is a symbolic link out of
+the input root keeps its place in its sample but is not read (the sample
+records why) and linked folders outside the root are not entered, unless
+`follow_symlinks`; links that stay inside the root are read as usual.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from pathlib import Path
 from graph200k.catalog import DEFAULT_NODES
 from graph200k.nodes import NodeRegistry
 
+from .content_ids import file_hash
 from .fields import IMAGE_EXTS, resolve_field
 from .keys import Collision, assign_keys
 
@@ -48,28 +54,36 @@ class ShardPlan:
     url: str | None = None  # the input tar (webdataset) or .arrow file (arrow)
     start: int = 0
     stop: int = 0
+    hashes: dict[str, str] = field(default_factory=dict)  # input file -> content hash (`content_ids`)
 
     @property
     def fingerprint(self) -> str:
-        """Changes when the shard's inputs change (names, sizes, mtimes), so stale shards are redone."""
-        h = hashlib.sha1()
-        h.update(json.dumps([self.kind, self.url, self.start, self.stop, self.items], sort_keys=True).encode())
-        for path in self._paths():
-            try:
-                st = os.stat(path)
-                h.update(f"{path}:{st.st_size}:{st.st_mtime_ns}".encode())
-            except OSError:
-                h.update(f"{path}:missing".encode())
-        return h.hexdigest()[:16]
+        """The shard's content id: its samples' keys and names, each read file's content hash and the
+        cut (rows of an Arrow file), never where the files sit or their mtimes. The same files under
+        another path give the same id; one changed byte gives another, so only that shard is redone.
+        Hashes missing from `hashes` (see `content_ids.ContentIds.attach`) are computed here."""
+        def content(path: str) -> str:
+            if path not in self.hashes:
+                self.hashes[path] = file_hash(path)
+            return self.hashes[path]
 
-    def _paths(self) -> list[str]:
+        if self.kind == "folder":
+            what = [self.kind, [{"key": item["key"], "original": item["original"],
+                                 "files": {f: content(p) for f, p in sorted(item["files"].items())},
+                                 "refused": sorted(item.get("refused", ()))} for item in self.items]]
+        else:
+            what = [self.kind, content(self.url) if self.url else None, self.start, self.stop, self.items]
+        return hashlib.sha1(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
+
+    def input_files(self) -> list[str]:
+        """The files this shard reads (their content is its id)."""
         if self.kind == "folder":
             return sorted(p for item in self.items for p in item["files"].values())
         return [self.url] if self.url else []
 
     def to_json(self) -> dict:
         return {"shard": self.shard, "kind": self.kind, "url": self.url, "start": self.start,
-                "stop": self.stop, "items": self.items}
+                "stop": self.stop, "items": self.items, "hashes": self.hashes}
 
     @classmethod
     def from_json(cls, d: dict) -> "ShardPlan":
@@ -111,14 +125,18 @@ def detect_kind(path: Path) -> str:
 
 
 def plan_sources(path: str | os.PathLike, samples_per_shard: int = DEFAULT_SAMPLES_PER_SHARD,
-                 nodes: NodeRegistry = DEFAULT_NODES) -> SourcePlan:
-    """The source-shard plan for an input path (folder, webdataset tars or Arrow files)."""
+                 nodes: NodeRegistry = DEFAULT_NODES, follow_symlinks: bool = False) -> SourcePlan:
+    """The source-shard plan for an input path (folder, webdataset tars or Arrow files).
+
+    `follow_symlinks`: read folder files and enter folders that links lead to outside the input root."""
     if samples_per_shard < 1:
         raise InputError(f"samples per shard must be >= 1, got {samples_per_shard}")
     path = Path(path)
     kind = detect_kind(path)
-    planner = {"folder": _plan_folder, "webdataset": _plan_webdataset, "arrow": _plan_arrow}[kind]
-    plan = planner(path, samples_per_shard, nodes)
+    if kind == "folder":
+        plan = _plan_folder(path, samples_per_shard, nodes, follow_symlinks)
+    else:
+        plan = {"webdataset": _plan_webdataset, "arrow": _plan_arrow}[kind](path, samples_per_shard, nodes)
     if not plan.shards:
         raise InputError(f"input {str(path)!r} ({kind}) holds no samples")
     return plan
@@ -136,41 +154,94 @@ def _split_name(rel: str) -> list[tuple[str, str]]:
     return [(prefix + ".".join(parts[:k]), ".".join(parts[k:])) for k in range(1, len(parts))]
 
 
-def _plan_folder(root: Path, per_shard: int, nodes: NodeRegistry) -> SourcePlan:
-    files = sorted(
-        p.relative_to(root).as_posix() for p in root.rglob("*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
-    )
+def is_inside(path: str, root: str) -> bool:
+    """Whether the resolved `path` is `root` or lies under it (both resolved with os.path.realpath)."""
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _list_folder(root: Path, follow_symlinks: bool) -> tuple[list[str], dict[str, str], list[str]]:
+    """(regular files, root-relative; those of them that links lead outside the root -> why they are
+    not read; entries that are not read at all: dangling links, devices, pipes, linked folders outside)."""
+    real_root = os.path.realpath(root)
+    files, outside, skipped = [], {}, []
+    entered: set[str] = set()
+    for folder, dirs, names in os.walk(root, followlinks=True):
+        entered.add(os.path.realpath(folder))
+        keep = []
+        for name in sorted(dirs):
+            full = os.path.join(folder, name)
+            real = os.path.realpath(full)
+            if name.startswith(".") or real in entered:
+                continue
+            if os.path.islink(full) and is_inside(real, real_root):
+                continue  # an alias of a folder that is listed under its own name
+            if not follow_symlinks and not is_inside(real, real_root):
+                skipped.append(f"{Path(full).relative_to(root).as_posix()}/ (a link to {real}, outside the "
+                               "input folder; --follow-symlinks enters it)")
+                continue
+            keep.append(name)
+        dirs[:] = keep
+        for name in names:
+            full = os.path.join(folder, name)
+            rel = Path(full).relative_to(root).as_posix()
+            if name.startswith("."):
+                continue
+            if not os.path.isfile(full):
+                skipped.append(rel)
+                continue
+            files.append(rel)
+            real = os.path.realpath(full)
+            if not follow_symlinks and not is_inside(real, real_root):
+                outside[rel] = (f"{full} is a link to {real}, outside the input folder {root}; not read "
+                                "(pass --follow-symlinks to read it)")
+    return sorted(files), outside, sorted(skipped)
+
+
+def _place(item: dict, fld: str, root: Path, rel: str, outside: dict[str, str]) -> None:
+    """File `rel` is field `fld` of `item`: read it, or record why it is not read (item["refused"])."""
+    if rel in outside:
+        item.setdefault("refused", {})[fld] = {"file": str(root / rel), "reason": outside[rel]}
+    else:
+        item["files"][fld] = str(root / rel)
+
+
+def _plan_folder(root: Path, per_shard: int, nodes: NodeRegistry, follow_symlinks: bool = False) -> SourcePlan:
+    files, outside, skipped = _list_folder(root, follow_symlinks)
     # A file is a target when its stem has no other reading; `<stem>.<field>` belongs to
-    # the target `<stem>.<image ext>` when `<field>` names a node, a reference or metadata.
+    # the target `<stem>.<image ext>` when `<field>` names a node, a reference or metadata,
+    # and is an orphan (reported, not a target) when that target does not exist.
     image_stems: dict[str, list[str]] = {}
     for rel in files:
         stem, dot, ext = rel.rpartition(".")
         if dot and ext.lower() in IMAGE_EXTS and stem:
             image_stems.setdefault(stem, []).append(rel)
     owner: dict[str, tuple[str, str]] = {}  # file -> (stem, field)
+    orphans: set[str] = set()
     for rel in files:
-        for stem, fld in _split_name(rel):
-            role = resolve_field(fld, nodes)
-            if role is not None and role.kind != "target" and stem in image_stems:
-                owner[rel] = (stem, fld)
-                break
-    targets = [rel for rel in files if rel not in owner and rel.rpartition(".")[2].lower() in IMAGE_EXTS
-               and rel.rpartition(".")[0]]
+        readings = [(stem, fld) for stem, fld in _split_name(rel)
+                    if (role := resolve_field(fld, nodes)) is not None and role.kind != "target"]
+        owned = [(stem, fld) for stem, fld in readings if stem in image_stems]
+        if owned:
+            owner[rel] = owned[0]
+        elif readings:
+            orphans.add(rel)
+    targets = [rel for rel in files if rel not in owner and rel not in orphans
+               and rel.rpartition(".")[2].lower() in IMAGE_EXTS and rel.rpartition(".")[0]]
     stem_of = {rel: rel.rpartition(".")[0] for rel in targets}
     keys, collisions = assign_keys(stem_of)
     first_target: dict[str, str] = {}
     for rel in sorted(targets):
         first_target.setdefault(stem_of[rel], rel)
-    items = {rel: {"key": keys[rel], "original": rel, "files": {rel.rpartition(".")[2]: str(root / rel)}}
-             for rel in targets}
-    unmatched = []
+    items = {rel: {"key": keys[rel], "original": rel, "files": {}} for rel in targets}
+    for rel in targets:
+        _place(items[rel], rel.rpartition(".")[2], root, rel, outside)
+    unmatched = list(skipped)
     for rel, (stem, fld) in owner.items():
         target = first_target.get(stem)
         if target is None:
             unmatched.append(rel)
             continue
-        items[target]["files"][fld] = str(root / rel)
+        _place(items[target], fld, root, rel, outside)
     unmatched += [rel for rel in files if rel not in owner and rel not in items]
     ordered = [items[rel] for rel in sorted(items, key=lambda r: items[r]["key"])]
     shards = [ShardPlan(f"{i:06d}", "folder", chunk) for i, chunk in enumerate(_chunks(ordered, per_shard))]
@@ -195,17 +266,21 @@ def _plan_webdataset(path: Path, per_shard: int, nodes: NodeRegistry) -> SourceP
     urls = _tar_urls(path)
     per_tar: list[tuple[str, list[str]]] = []
     stems: dict[str, str] = {}
+    unmatched: list[str] = []
     for url in urls:
         try:
             with tarfile.open(url) as tar:
-                names = [m.name for m in tar.getmembers() if m.isfile()]
+                names = [m.name for m in tar.getmembers() if not m.isdir()]  # links too: read or recorded
         except (tarfile.TarError, OSError) as err:
             raise InputError(f"webdataset shard {url!r} cannot be read: {err}") from None
-        tar_keys: list[str] = []
+        found: dict[str, None] = {}  # keys in order of first appearance; a key's members may be apart
         for name in names:
             prefix, _ = base_plus_ext(name)
-            if prefix and not os.path.basename(prefix).startswith("__") and prefix not in tar_keys:
-                tar_keys.append(prefix)
+            if not prefix:
+                unmatched.append(f"{url}#{name}")  # no `<key>.<field>` reading
+            elif not os.path.basename(prefix).startswith("__"):
+                found.setdefault(prefix)
+        tar_keys = list(found)
         per_tar.append((url, tar_keys))
         for k in tar_keys:
             stems[f"{url}#{k}"] = k
@@ -216,7 +291,7 @@ def _plan_webdataset(path: Path, per_shard: int, nodes: NodeRegistry) -> SourceP
             continue
         items = [{"key": keys[f"{url}#{k}"], "original": k} for k in tar_keys]
         shards.append(ShardPlan(f"{len(shards):06d}", "webdataset", items, url=url))
-    return SourcePlan(str(path), "webdataset", shards, collisions, [])
+    return SourcePlan(str(path), "webdataset", shards, collisions, unmatched)
 
 
 def _plan_arrow(path: Path, per_shard: int, nodes: NodeRegistry) -> SourcePlan:

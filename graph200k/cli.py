@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections import Counter
 
@@ -48,9 +49,9 @@ def cmd_tasks(args: argparse.Namespace) -> None:
         _print_table(rows, ["family", "tasks", "weight"])
         print(f"\n{len(tasks)} {args.split} tasks in {len(per_family)} families")
         return
-    rows = [[t.family, " -> ".join(t.nodes), " -> ".join(t.graph200k_nodes)] for t in tasks]
-    _print_table(rows, ["family", "path (canonical)", "path (Graph200K)"])
-    print(f"\n{len(tasks)} {args.split} tasks")
+    rows = [[t.family, t.id, "->".join(t.graph200k_nodes)] for t in tasks]
+    _print_table(rows, ["family", "id (data.tasks takes it)", "path (Graph200K names)"])
+    print(f"\n{len(tasks)} {args.split} tasks; data.tasks also takes a family name, 'train', 'test' or a list")
 
 
 def cmd_graph(args: argparse.Namespace) -> None:
@@ -61,14 +62,26 @@ def cmd_graph(args: argparse.Namespace) -> None:
 
 
 def cmd_shards(args: argparse.Namespace) -> None:
+    from .pack_holdout import parse_holdout
     from .packing import pack, parse_size
 
-    result = pack(args.dataset, args.out, parse_size(args.max_shard_size), progress=not args.no_progress)
+    holdout = parse_holdout(args.holdout, args.holdout_keys)
+    result = pack(args.dataset, args.out, parse_size(args.max_shard_size), progress=not args.no_progress,
+                  holdout=holdout)
     card = result.card
-    print(f"packed {card['samples']} samples into {len(card['shards'])} shard(s) in {result.out}; "
-          f"{card['tasks_served']} of {len(card['tasks'])} tasks served")
+    print(f"packed {card['samples']} samples into {len(card['shards'])} shard(s) in {result.out} "
+          f"(generation {card['generation']}); {card['tasks_served']} of {len(card['tasks'])} tasks served")
+    splits = card["splits"]
+    if not holdout.empty:
+        print(f"splits: train {splits['train']['samples']} samples ({result.out}/train-*.tar), heldout "
+              f"{splits['heldout']['samples']} samples ({result.out}/heldout-*.tar)")
+    unknown = sorted(holdout.keys - {e["key"] for e in result.index})
+    if unknown:
+        print(f"note: {len(unknown)} key(s) of --holdout-keys are not in this dataset, e.g. {unknown[0]!r}")
     print("nodes: " + ", ".join(f"{n} {c}" for n, c in card["node_counts"].items() if c))
     print(f"index: {result.out / 'index.jsonl'}  card: {result.out / 'dataset.json'}, {result.out / 'README.md'}")
+    for stale in card.get("stale_shards", []):
+        print(f"not packed: {stale['shard']} is stale ({stale['why']}); redo: {stale['redo']}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default: DATASET/shards)")
     p.add_argument("--max-shard-size", default="1GB", help="largest training tar (default 1GB; e.g. 500MB, 1e9)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--holdout", metavar="N|FRACTION", help="write these keys to heldout-*.tar (validation.shards), "
+                   "the rest to train-*.tar: the N keys of lowest hash score, or a FRACTION in (0, 1) (stable "
+                   "when the dataset grows); 0 or absent: no heldout split")
+    p.add_argument("--holdout-keys", metavar="FILE", help="also hold out these sample keys (one a line)")
     p.set_defaults(func=cmd_shards)
     return parser
 
@@ -105,7 +122,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         args.func(args)
+        sys.stdout.flush()  # a reader that closed early shows here, not at interpreter exit
+    except BrokenPipeError:
+        return reader_closed_early()
     except Graph200kError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def reader_closed_early() -> int:
+    """`graph200k nodes | head`: stop quietly, as `yes | head` does (exit 141 = 128 + SIGPIPE).
+
+    stdout is pointed at devnull so that Python's flush at exit raises no second BrokenPipeError
+    (the recipe of the `signal` module's docs)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 141

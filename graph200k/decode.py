@@ -13,7 +13,10 @@ annotations) and every image an annotator or the sampler reads goes through
 
 `normalise_image` keeps the original bytes when they already are a plain
 8-bit RGB JPEG/PNG/WebP with no rotation to apply, and re-encodes otherwise
-(JPEG stays JPEG at quality 95, anything else becomes PNG).
+(JPEG stays JPEG at quality 95, anything else becomes PNG). Phone photos that
+Pillow calls "MPO" (a JPEG followed by extra frames: depth, previews) are
+JPEGs: every decoder shows the first frame, so they are kept or re-encoded as
+JPEG, never inflated to PNG.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ MAX_PIXELS = 8192 * 8192
 possible decompression bombs; Graph200K images are about one megapixel."""
 
 JPEG_QUALITY = 95
-_KEEP_FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
+_KEEP_FORMATS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp"}
 
 
 class ImageDecodeError(ValueError):
@@ -155,7 +158,7 @@ def normalise_image(
     if modes[0] == "L":
         rgb = rgb.convert("L")
     buf = io.BytesIO()
-    if fmt == "JPEG":
+    if _KEEP_FORMATS.get(fmt) == "jpg":
         rgb.save(buf, format="JPEG", quality=JPEG_QUALITY)
         ext = "jpg"
     else:

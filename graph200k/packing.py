@@ -10,13 +10,24 @@ complete shards (stats file present) are read; incomplete ones are listed in
 the card. Beside the tars: `index.jsonl` (key, shard, nodes, caption, image
 sizes), `dataset.json` and a readable `README.md` (counts per node type and,
 for each task, how many samples can serve it).
+
+A pack is switched in whole. It is written into a new generation folder
+beside `--out` (`shards.<generation>`), and `--out` is a relative symlink to
+it, replaced with one rename once the folder is complete and synced: a reader
+sees the old pack or the new one, never a mix, whenever the run is killed.
+Older generations (replaced or left by killed runs) are removed after the
+switch and at the start of the next run.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
+import shutil
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,15 +38,21 @@ from tqdm import tqdm
 from .catalog import DEFAULT_NODES
 from .decode import ImageDecodeError, image_size
 from .layout import METADATA_FIELD, merge_metadata, nodes_present
+from .licences import grouped_rows, most_restrictive, node_provenance
+from .dataset_lock import dataset_lock
 from .nodes import Graph200kError, NodeRegistry
-from .shardio import atomic_tar, iter_samples, read_stats, remove_partials, write_json, write_text
+from .pack_holdout import HoldoutSpec
+from .provenance import redo_command, stale_reason
+from .quality import REFERENCE_RULE, reference_usable
+from .shardio import PARTIAL, atomic_tar, iter_samples, read_stats, sample_fields, write_json, write_text
 from .tasks import TaskGraph
 
 DEFAULT_MAX_SHARD_SIZE = 1_000_000_000
 SHARD_PATTERN = "train-{:06d}.tar"
-MIN_OBJECT_CONSISTENCY = 3
+HELDOUT_PATTERN = "heldout-{:06d}.tar"  # `--holdout`: the validation split
 _IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
 _TAR_BLOCK = 512
+GENERATION = r"\d{8}T\d{6}-[0-9a-f]{6}"  # UTC time of the pack (sorts by age) and a random suffix
 
 
 def parse_size(text: str | int) -> int:
@@ -58,11 +75,9 @@ def parse_size(text: str | int) -> int:
 
 def usable_fields(fields: list[str], meta: dict) -> list[str]:
     """Fields minus the reference when its quality says it does not show the same subject."""
-    quality = meta.get("quality") or {}
-    score = quality.get("objectConsistency") if isinstance(quality, dict) else None
-    if score is not None and score < MIN_OBJECT_CONSISTENCY:
-        return [f for f in fields if f.split(".")[0] != "reference"]
-    return fields
+    if reference_usable(meta):
+        return fields
+    return [f for f in fields if f.split(".")[0] != "reference"]
 
 
 class _Peek:
@@ -85,8 +100,8 @@ class _Peek:
 class _RollingWriter:
     """Training tars of at most `max_size` bytes, each published atomically when full."""
 
-    def __init__(self, out: Path, max_size: int):
-        self.out, self.max_size = out, max_size
+    def __init__(self, out: Path, max_size: int, pattern: str = SHARD_PATTERN, split: str = "train"):
+        self.out, self.max_size, self.pattern, self.split = out, max_size, pattern, split
         self.index = 0
         self.size = 0
         self.count = 0
@@ -97,8 +112,9 @@ class _RollingWriter:
     def _close(self) -> None:
         if self._ctx is not None:
             self._ctx.__exit__(None, None, None)
-            self.shards.append({"name": SHARD_PATTERN.format(self.index), "samples": self.count,
-                                "bytes": (self.out / SHARD_PATTERN.format(self.index)).stat().st_size})
+            name = self.pattern.format(self.index)
+            self.shards.append({"name": name, "samples": self.count, "bytes": (self.out / name).stat().st_size,
+                                "split": self.split})
             self.index += 1
             self._ctx = self._writer = None
 
@@ -107,13 +123,13 @@ class _RollingWriter:
         if self._writer is not None and self.size + size > self.max_size:
             self._close()
         if self._writer is None:
-            self._ctx = atomic_tar(self.out / SHARD_PATTERN.format(self.index))
+            self._ctx = atomic_tar(self.out / self.pattern.format(self.index))
             self._writer = self._ctx.__enter__()
             self.size = self.count = 0
         self._writer.write(sample)
         self.size += size
         self.count += 1
-        return SHARD_PATTERN.format(self.index)
+        return self.pattern.format(self.index)
 
     def finish(self) -> list[dict]:
         self._close()
@@ -123,6 +139,69 @@ class _RollingWriter:
         if self._ctx is not None:
             self._ctx.__exit__(RuntimeError, RuntimeError("packing aborted"), None)
             self._ctx = self._writer = None
+
+
+def new_generation() -> str:
+    """A fresh generation id, e.g. `20250102T030405-1a2b3c`."""
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+
+
+def generation_folder(out: Path, generation: str) -> Path:
+    """Where generation `generation` of the pack `out` is written: `out`'s sibling `<name>.<generation>`."""
+    return out.with_name(f"{out.name}.{generation}")
+
+
+def current_generation(out: Path) -> Path | None:
+    """The generation folder the link `out` points to, or None (no pack yet, or a plain folder)."""
+    if not out.is_symlink():
+        return None
+    target = out.parent / os.readlink(out)
+    return target if re.fullmatch(re.escape(out.name) + r"\." + GENERATION, target.name) else None
+
+
+def remove_other_generations(out: Path, keep: Path | None) -> list[Path]:
+    """Delete the generation folders of `out` other than `keep` (replaced packs, killed runs' folders)
+    and links left half-made; never follows a link, never touches another name."""
+    if not out.parent.is_dir():
+        return []
+    mine = re.compile(re.escape(out.name) + r"\." + GENERATION)
+    removed = []
+    for path in sorted(out.parent.iterdir()):
+        if mine.fullmatch(path.name) and path != keep and path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+            removed.append(path)
+        elif path.name.startswith(f"{out.name}.link{PARTIAL}") and path.is_symlink():
+            path.unlink()
+    return removed
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def switch_pack(out: Path, folder: Path) -> None:
+    """Make `out` the complete generation `folder`, with one rename of a symlink (atomic on POSIX).
+
+    A plain folder at `out` (written before generations) cannot be replaced atomically: it is first
+    renamed to a generation folder of its own, so a kill between the two renames leaves no `out`
+    (both packs intact beside it; the next run links the newest)."""
+    _fsync_dir(folder)
+    if out.exists() and not out.is_symlink() and not out.is_dir():
+        raise Graph200kError(f"--out {out} is a file, not a shard folder: remove it or choose another --out")
+    link = out.with_name(f"{out.name}.link{PARTIAL}{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        os.symlink(folder.name, link)
+    except OSError as err:
+        raise Graph200kError(f"cannot create the symlink {out} -> {folder.name} ({err}): packing needs a "
+                             "filesystem with symlinks for --out") from None
+    if out.is_dir() and not out.is_symlink():
+        os.replace(out, generation_folder(out, new_generation()))
+    os.replace(link, out)
+    _fsync_dir(out.parent)
 
 
 @dataclass
@@ -144,8 +223,18 @@ def _sizes(sample: dict[str, bytes]) -> dict[str, list[int]]:
 
 
 def pack(dataset: str | Path, out: str | Path | None = None, max_shard_size: int = DEFAULT_MAX_SHARD_SIZE,
-         nodes: NodeRegistry = DEFAULT_NODES, graph: TaskGraph | None = None, progress: bool = True) -> PackResult:
-    """Join source and node shards of `dataset` into training shards under `out` (default `dataset/shards`)."""
+         nodes: NodeRegistry = DEFAULT_NODES, graph: TaskGraph | None = None, progress: bool = True,
+         holdout: HoldoutSpec | None = None) -> PackResult:
+    """Join source and node shards of `dataset` into training shards under `out` (default `dataset/shards`),
+    holding the dataset's lock (`DatasetLocked` if an annotation run or another pack holds it). Node shards
+    made from another version of their source shard are left out and listed (`stale_shards`). With a
+    `holdout` rule (graph200k/pack_holdout.py) its keys go to `heldout-*.tar`, the others to `train-*.tar`."""
+    with dataset_lock(Path(dataset), "python -m graph200k shards", create=False):
+        return _pack(dataset, out, max_shard_size, nodes, graph, progress, holdout or HoldoutSpec())
+
+
+def _pack(dataset: str | Path, out: str | Path | None, max_shard_size: int, nodes: NodeRegistry,
+          graph: TaskGraph | None, progress: bool, holdout: HoldoutSpec) -> PackResult:
     started = time.time()
     dataset = Path(dataset)
     out = Path(out) if out else dataset / "shards"
@@ -158,12 +247,19 @@ def pack(dataset: str | Path, out: str | Path | None = None, max_shard_size: int
     if not complete:
         raise Graph200kError(f"{source} holds no complete source shard (no *.stats.json)")
     node_dirs = sorted(p for p in (dataset / "nodes").glob("*") if p.is_dir()) if (dataset / "nodes").exists() else []
-    out.mkdir(parents=True, exist_ok=True)
-    remove_partials(out)
-    writer = _RollingWriter(out, max_shard_size)
+    if not out.name or out.name in (".", ".."):
+        raise Graph200kError(f"--out {out} names no folder: give one, e.g. {dataset / 'shards'}")
+    remove_other_generations(out, keep=current_generation(out))
+    generation = new_generation()
+    folder = generation_folder(out, generation)
+    folder.mkdir(parents=True)
+    writer = _RollingWriter(folder, max_shard_size)
+    heldout_writer = _RollingWriter(folder, max_shard_size, HELDOUT_PATTERN, split="heldout")
+    held_out = holdout.selector(lambda: (k for t in complete for k in sample_fields(t)))
     index: list[dict] = []
     annotators: dict[str, dict] = {}
     incomplete_nodes: list[str] = []
+    stale_nodes: list[dict] = []
     failures = {"source": 0}
     try:
         for tar in tqdm(complete, desc="packing", unit="shard", disable=not progress):
@@ -177,7 +273,14 @@ def pack(dataset: str | Path, out: str | Path | None = None, max_shard_size: int
                     if node_tar.exists() or (node_dir / f"{shard}.stats.json").exists():
                         incomplete_nodes.append(f"{node_dir.name}/{shard}")
                     continue
-                annotators[node_dir.name] = {k: stats.get(k) for k in ("annotator", "version", "model_id", "revision")}
+                why = stale_reason(dataset, node_dir.name, shard)
+                if why:
+                    annotator = stats.get("annotator") or node_dir.name
+                    stale_nodes.append({"shard": f"{node_dir.name}/{shard}", "annotator": annotator,
+                                        "why": why, "redo": redo_command(dataset, annotator)})
+                    continue
+                annotators[node_dir.name] = {k: stats.get(k) for k in ("annotator", "version", "model_id",
+                                                                       "revision", "license")}
                 failures[node_dir.name] = failures.get(node_dir.name, 0) + stats.get("failed", 0)
                 peeks.append((f"{node_dir.name}/{shard}", _Peek(iter_samples(node_tar))))
             for sample in iter_samples(tar):
@@ -191,38 +294,55 @@ def pack(dataset: str | Path, out: str | Path | None = None, max_shard_size: int
                 meta = json.loads(merged.get(METADATA_FIELD, b"{}"))
                 fields = sorted(k for k in merged if k != "__key__")
                 present = nodes_present(usable_fields(fields, meta), nodes)
-                name = writer.write(merged)
-                index.append({"key": key, "shard": name, "nodes": sorted(present), "fields": fields,
+                split = "heldout" if held_out(key) else "train"
+                name = (heldout_writer if split == "heldout" else writer).write(merged)
+                index.append({"key": key, "shard": name, "split": split, "nodes": sorted(present), "fields": fields,
                               "caption": meta.get("caption"), "item": meta.get("item"), "sizes": _sizes(merged)})
             for label, peek in peeks:
                 if peek.leftover() is not None:
                     raise Graph200kError(f"{label}: sample {peek.leftover()!r} is not in the source shard's order "
                                          "(or not in it at all); rerun the annotator with --overwrite")
-        shards = writer.finish()
+        shards = writer.finish() + heldout_writer.finish()
+        card = dataset_card(index, shards, nodes, graph or TaskGraph(nodes), annotators=annotators,
+                            failures=failures, incomplete=incomplete + incomplete_nodes, stale=stale_nodes,
+                            inputs=[read_stats(t) for t in complete], holdout=holdout)
+        index_text = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in index)
+        card.update(generation=generation, index=_file_record("index.jsonl", index_text.encode("utf-8")),
+                    duration_s=round(time.time() - started, 3))
+        write_text(folder / "index.jsonl", index_text)
+        write_json(folder / "dataset.json", card)
+        write_text(folder / "README.md", render_card(card))
+        switch_pack(out, folder)
     except BaseException:
         writer.abort()
+        heldout_writer.abort()
+        if current_generation(out) != folder:
+            shutil.rmtree(folder, ignore_errors=True)
         raise
-    for stale in sorted(out.glob("train-*.tar")):
-        if stale.name not in {s["name"] for s in shards}:
-            stale.unlink()
-    card = dataset_card(index, shards, nodes, graph or TaskGraph(nodes), annotators=annotators,
-                        failures=failures, incomplete=incomplete + incomplete_nodes)
-    card["duration_s"] = round(time.time() - started, 3)
-    write_text(out / "index.jsonl", "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in index))
-    write_json(out / "dataset.json", card)
-    write_text(out / "README.md", render_card(card))
+    remove_other_generations(out, keep=folder)
     return PackResult(out, card, index)
 
 
+def _file_record(name: str, data: bytes) -> dict:
+    """How a reader checks that a file is the one this pack wrote."""
+    return {"name": name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
 def dataset_card(index: list[dict], shards: list[dict], nodes: NodeRegistry, graph: TaskGraph,
-                 annotators: dict | None = None, failures: dict | None = None, incomplete: list | None = None) -> dict:
-    """Counts per node type and, for each training task, how many samples can serve it."""
+                 annotators: dict | None = None, failures: dict | None = None, incomplete: list | None = None,
+                 stale: list | None = None, inputs: list[dict] | None = None,
+                 holdout: HoldoutSpec | None = None) -> dict:
+    """Counts per node type and, for each training task, how many samples can serve it; who made each
+    node and under which licence (`inputs`: the source shards' stats, naming what samples were imported from)."""
     node_counts = Counter(n for e in index for n in e["nodes"])
+    counts = {n.name: node_counts.get(n.name, 0) for n in nodes}
+    provenance = node_provenance(counts, nodes, annotators or {}, inputs or [])
     node_sets = [set(e["nodes"]) for e in index]
     tasks = []
     for task in graph.tasks():
-        served = sum(1 for s in node_sets if set(task.nodes) <= s)
-        tasks.append({"id": task.id, "family": task.family, "nodes": list(task.nodes), "samples": served})
+        serving = [e for e, s in zip(index, node_sets) if set(task.nodes) <= s]
+        tasks.append({"id": task.id, "family": task.family, "nodes": list(task.nodes), "samples": len(serving),
+                      "heldout_samples": sum(1 for e in serving if e.get("split") == "heldout")})
     families = {}
     for t in tasks:
         f = families.setdefault(t["family"], {"tasks": 0, "tasks_served": 0})
@@ -231,15 +351,41 @@ def dataset_card(index: list[dict], shards: list[dict], nodes: NodeRegistry, gra
     return {
         "samples": len(index),
         "shards": shards,
-        "node_counts": {n.name: node_counts.get(n.name, 0) for n in nodes},
+        "node_counts": counts,
         "tasks": tasks,
         "tasks_served": sum(1 for t in tasks if t["samples"] > 0),
         "families": families,
         "annotators": annotators or {},
         "failed_samples": failures or {},
         "incomplete_shards": incomplete or [],
-        "reference_rule": f"reference counts only when quality.objectConsistency is absent or >= {MIN_OBJECT_CONSISTENCY}",
+        "stale_shards": stale or [],
+        "reference_rule": REFERENCE_RULE,
+        "splits": split_counts(index, shards),
+        "holdout": (holdout or HoldoutSpec()).describe(),
+        "provenance": provenance,
+        "licence_summary": most_restrictive(provenance),
     }
+
+
+def split_counts(index: list[dict], shards: list[dict]) -> dict:
+    """Samples and tars per split (`train-*.tar`, `heldout-*.tar`)."""
+    return {split: {"samples": sum(1 for e in index if e.get("split", "train") == split),
+                    "shards": sum(1 for s in shards if s.get("split", "train") == split)}
+            for split in ("train", "heldout")}
+
+
+def _split_lines(card: dict) -> list[str]:
+    splits, rule = card.get("splits"), card.get("holdout") or {}
+    if not splits:
+        return []
+    how = (f"the {rule['count']} keys of lowest hash score" if rule.get("count") else
+           f"keys whose hash score is under {rule['fraction']:g}" if rule.get("fraction") else "")
+    if rule.get("named_keys"):
+        how = " plus ".join(filter(None, [how, f"{rule['named_keys']} keys named in {rule.get('keys_file')}"]))
+    return ["## Splits", "",
+            f"train: {splits['train']['samples']} samples in {splits['train']['shards']} `train-*.tar`; "
+            f"heldout: {splits['heldout']['samples']} samples in {splits['heldout']['shards']} `heldout-*.tar` "
+            f"({'held out: ' + how if how else 'no --holdout'}; graph200k/pack_holdout.py).", ""]
 
 
 def render_card(card: dict) -> str:
@@ -247,18 +393,29 @@ def render_card(card: dict) -> str:
     lines = [
         "# Dataset card", "",
         f"{card['samples']} samples in {len(card['shards'])} training shard(s); "
-        f"{card['tasks_served']} of {len(card['tasks'])} tasks have at least one sample.",
+        f"{card['tasks_served']} of {len(card['tasks'])} tasks have at least one sample; "
+        f"generation {card.get('generation', '-')}.",
         f"Rule: {card['reference_rule']}.", "",
-        "## Shards", "", "| shard | samples | bytes |", "|---|---|---|",
-        *[f"| {s['name']} | {s['samples']} | {s['bytes']} |" for s in card["shards"]], "",
+        *_split_lines(card),
+        "## Shards", "", "| shard | split | samples | bytes |", "|---|---|---|---|",
+        *[f"| {s['name']} | {s.get('split', 'train')} | {s['samples']} | {s['bytes']} |" for s in card["shards"]], "",
         "## Samples per node type", "", "| node | samples |", "|---|---|",
         *[f"| {n} | {c} |" for n, c in card["node_counts"].items()], "",
-        "## Samples per task", "", "| family | task | samples |", "|---|---|---|",
-        *[f"| {t['family']} | {t['id']} | {t['samples']} |" for t in card["tasks"]], "",
+        "## Samples per task", "", "| family | task | samples | held out |", "|---|---|---|---|",
+        *[f"| {t['family']} | {t['id']} | {t['samples']} | {t.get('heldout_samples', 0)} |" for t in card["tasks"]], "",
         "## Annotators", "", "| node | annotator | version | model | revision |", "|---|---|---|---|---|",
         *[f"| {n} | {a['annotator']} | {a['version']} | {a['model_id'] or '-'} | {a['revision'] or '-'} |"
           for n, a in card["annotators"].items()], "",
         f"Failed samples per stage: {json.dumps(card['failed_samples'])}. "
-        f"Incomplete shards (not packed): {', '.join(card['incomplete_shards']) or 'none'}.", "",
+        f"Incomplete shards (not packed): {', '.join(card['incomplete_shards']) or 'none'}.",
+        f"Stale shards (made from another version of their source shard; not packed): "
+        f"{', '.join(s['shard'] for s in card.get('stale_shards', [])) or 'none'}.",
+        *[f"- `{s['shard']}`: {s['why']}; redo: `{s['redo']}`" for s in card.get("stale_shards", [])], "",
+        "## Provenance and licences", "",
+        card.get("licence_summary", "Licences not recorded (packed by an older version)."), "",
+        "| node | samples | made by | licence |", "|---|---|---|---|",
+        *[f"| {r['node']} | {r['samples']} | {r['made_by']} | {r['licence']} |"
+          for r in grouped_rows(card.get("provenance", []))],
+        "",
     ]
     return "\n".join(lines)

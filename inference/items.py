@@ -228,7 +228,7 @@ def render_query(draw: TaskDraw, index: int, *, seed: int, nodes) -> tuple[list[
     degradation params; the pixel randomness is a function of (seed, task, index) only."""
     from sampler.render import GridRenderer
     from sampler.sharing import RowSharing
-    from train.validation import cells_of
+    from sampler.grid_sample import cells_of
 
     from sampler.pool import UnreadableSample
 

@@ -212,8 +212,15 @@ class GridDataset(IterableDataset):
                         produced += 1
                         yield out
                 if hi == 0:
-                    raise ShardError(f"worker {g} of {n} got no samples in epoch {st['epoch']} "
-                                     f"({len(self.paths)} shards): use fewer workers or more shards")
+                    total = sum(len(stream.index(path)) for path in self.paths)
+                    if total == 0:
+                        damaged = sum(1 for path in self.paths if stream.index(path).error)
+                        raise ShardError(f"the {len(self.paths)} shards hold no samples (the first: {self.paths[0]}"
+                                         + (f"; {damaged} are damaged, see the warnings" if damaged else "")
+                                         + "); pack some with `python -m graph200k shards`")
+                    raise ShardError(f"worker {g} of {n} got no samples in epoch {st['epoch']}: "
+                                     f"{len(self.paths)} shards, {total} samples in total; use fewer workers "
+                                     "(ranks x DataLoader workers) or more shards")
                 if produced == 0 and resumed_at == 0:
                     raise ShardError(f"no grid could be built in epoch {st['epoch']}: no readable sample "
                                      "carries the nodes of any selected task")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+from PIL import Image
 
 from graph200k.tasks import Task
 
@@ -48,3 +49,19 @@ class GridSample:
 def collate_grids(batch: list[GridSample]) -> list[GridSample]:
     """Grids differ in rows, columns and cell sizes, so a batch stays a list."""
     return list(batch)
+
+
+def to_pil(tensor: torch.Tensor) -> Image.Image:
+    """(3, H, W) in [-1, 1] -> RGB image."""
+    array = ((tensor.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(array)
+
+
+def cells_of(grid: GridSample) -> tuple[list[list[Image.Image]], list[list[bool]]]:
+    """Each row split into its cells, and per cell whether it is masked (to be generated)."""
+    cells, masked = [], []
+    for row, mask in zip(grid.rows, grid.masks):
+        width = row.shape[-1] // grid.n_cols
+        cells.append([to_pil(row[:, :, c * width:(c + 1) * width]) for c in range(grid.n_cols)])
+        masked.append([bool(mask[:, :, c * width:(c + 1) * width].mean() > 0.5) for c in range(grid.n_cols)])
+    return cells, masked

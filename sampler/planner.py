@@ -81,25 +81,49 @@ def _rows_distribution(rows: Mapping[int, float] | None) -> tuple[np.ndarray, np
 
 
 def _resolve_tasks(graph: TaskGraph, tasks) -> list[Task]:
-    if isinstance(tasks, str):
-        if tasks in ("train", "test"):
-            return graph.tasks(split=tasks)
-        tasks = [tasks]
+    """The tasks `tasks` names, in order and without repeats: "train" / "test" (a split), a family name,
+    a task id as `python -m graph200k tasks` prints it ("reference+canny->target"), a node path
+    ("reference -> canny -> target" or a list of node names), a `Task`, or a list of any of these."""
+    items = [tasks] if isinstance(tasks, (str, Task)) else list(tasks)
     out: list[Task] = []
-    for task in tasks:
-        if isinstance(task, Task):
-            out.append(task)
-        elif isinstance(task, str):
-            if "->" not in task:
-                raise Graph200kError(f"task {task!r}: give 'train', 'test', a task id like "
-                                     "'canny->target', a node path or a Task")
-            conds, target = task.split("->")
-            out.append(graph.find([*(c for c in conds.split("+") if c), target]))
-        else:
-            out.append(graph.find(task))
+    for item in items:
+        for task in _resolve_one(graph, item):
+            if task not in out:
+                out.append(task)
     if not out:
-        raise Graph200kError("no tasks selected")
+        raise Graph200kError("no tasks selected (an empty list); give 'train', 'test', a family or task ids")
     return out
+
+
+def _resolve_one(graph: TaskGraph, item) -> list[Task]:
+    if isinstance(item, Task):
+        return [item]
+    if not isinstance(item, str):
+        return [graph.find(item)]
+    text = item.strip()
+    if text in ("train", "test"):
+        return graph.tasks(split=text)
+    if text in graph.family_names():
+        return graph.tasks(family=text)
+    parts = [p.strip() for p in text.split("->")]
+    if len(parts) == 2:  # an id: conditions joined by "+", then the target
+        parts = [*(c.strip() for c in parts[0].split("+") if c.strip()), parts[1]]
+    if len(parts) >= 2 and all(parts):
+        try:
+            return [graph.find(parts)]
+        except Graph200kError as err:
+            raise Graph200kError(f"task {item!r}: {err}{_close_matches(graph, text)}") from None
+    raise Graph200kError(f"task {item!r} is no split, family or task id; give 'train', 'test', a family "
+                         f"({', '.join(graph.family_names())}) or a task id as `python -m graph200k tasks` prints "
+                         f"it, e.g. 'reference+canny->target'{_close_matches(graph, text)}")
+
+
+def _close_matches(graph: TaskGraph, text: str) -> str:
+    import difflib
+
+    names = [t.id for t in graph.tasks()] + graph.family_names()
+    close = difflib.get_close_matches(text.replace(" ", ""), names, n=3, cutoff=0.6)
+    return f"; did you mean {', '.join(map(repr, close))}?" if close else ""
 
 
 class TaskMix:

@@ -6,7 +6,8 @@ tar (`SampleFields`), read when a grid uses the field. A pool of 1000
 Graph200K samples (~5 MB encoded each) would otherwise hold ~5 GB per worker.
 On entry only the json field and the target's header are read. Each sample's
 node set is computed then, from its field names
-(`graph200k.layout.nodes_present`) and the reference quality rule, so finding
+(`graph200k.layout.nodes_present`) and the reference quality rule
+(`graph200k.quality`, the one packing applies), so finding
 the samples that carry a task's nodes is a set test.
 """
 
@@ -21,11 +22,10 @@ from PIL import UnidentifiedImageError
 
 from graph200k import DEFAULT_NODES, NodeRegistry, Task
 from graph200k.layout import METADATA_FIELD, nodes_present
+from graph200k.quality import reference_usable
 
 from .cells import image_size
 from .shards import SampleEntry, ShardError, ShardFiles
-
-REFERENCE_MIN_CONSISTENCY = 3  # Graph200K: a subject reference is usable at objectConsistency >= 3
 
 
 class BadSample(ValueError):
@@ -138,19 +138,10 @@ def parse_sample(key: str, fields: Mapping[str, bytes], nodes: NodeRegistry = DE
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise BadSample(f"sample {key!r}: {target} is not a readable image ({exc})") from None
     present = set(nodes_present(fields, nodes))
-    quality = meta.get("quality") or {}
-    consistency = quality.get("objectConsistency") if isinstance(quality, dict) else None
-    if consistency is not None and not _at_least(consistency, REFERENCE_MIN_CONSISTENCY):
+    if not reference_usable(meta):
         present.discard("reference")
     return PoolSample(key=key, fields=fields, nodes=frozenset(present), target=target, target_size=target_size,
                       caption=str(meta.get("caption") or ""), item=str(meta.get("item") or ""), meta=meta)
-
-
-def _at_least(value, bound) -> bool:
-    try:
-        return float(value) >= bound
-    except (TypeError, ValueError):
-        return False
 
 
 class Pool:

@@ -7,11 +7,20 @@ its position: resuming mid-epoch costs a few header reads, not a re-read of
 everything before the resume point. The index also says where each field
 lies, so the pool can hold (path, offset, size) references and `ShardFiles`
 read a field's bytes only when a grid shows it.
+
+A folder packed by `python -m graph200k shards` carries its index
+(`index.jsonl`) and card (`dataset.json`: each tar's name, samples and bytes;
+the index's size and hash). Its tars are only used when they agree with the
+card (`check_pack`): none missing, none extra, each of the recorded size, and,
+when a tar is indexed, of the recorded sample count. Tars without a card
+(a folder of plain tars, a tar path, a pattern) are used as they are.
 """
 
 from __future__ import annotations
 
 import glob
+import hashlib
+import json
 import logging
 import os
 import tarfile
@@ -27,12 +36,22 @@ log = logging.getLogger(__name__)
 
 
 class ShardError(ValueError):
-    """A shard spec names nothing readable, or a tar cannot be indexed; the message says which."""
+    """A shard spec names nothing readable, a tar cannot be indexed, or a packed folder disagrees with
+    its index; the message says which."""
+
+
+PACK_CARD, PACK_INDEX = "dataset.json", "index.jsonl"
+REPACK = "rerun `python -m graph200k shards --dataset DATASET` on the dataset it was packed from"
 
 
 def resolve_shards(spec: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
     """The tar paths named by `spec`: a directory (its `*.tar`, sorted), one path,
-    a brace pattern (`train-{00000..00009}.tar`), a glob (`shards/*.tar`) or a list of these."""
+    a brace pattern (`train-{00000..00009}.tar`), a glob (`shards/*.tar`) or a list of these.
+
+    A directory given through a symlink (a pack's `shards` -> `shards.<generation>`), alone or as the
+    folder of a pattern (`shards/train-*.tar`), is resolved here, once, so a run reads one generation
+    even when a re-pack switches the link meanwhile.
+    Tars of a packed folder are checked against its card (`check_pack`)."""
     if isinstance(spec, (str, os.PathLike)):
         specs = [spec]
     else:
@@ -43,17 +62,100 @@ def resolve_shards(spec: str | os.PathLike | Sequence[str | os.PathLike]) -> lis
     for item in specs:
         item = os.fspath(item)
         if os.path.isdir(item):
-            found = sorted(str(p) for p in Path(item).glob("*.tar"))
+            plain = os.path.normpath(item)
+            folder = os.path.realpath(plain) if os.path.islink(plain) else item
+            found = sorted(str(p) for p in Path(folder).glob("*.tar"))
+            check_pack(folder, found, whole=True)
             if not found:
                 raise ShardError(f"shard directory {item!r} holds no *.tar files")
             paths.extend(found)
             continue
         for pattern in expand_urls(item):
+            head, tail = os.path.split(pattern)
+            if head and not glob.has_magic(head) and os.path.islink(os.path.normpath(head)):
+                pattern = os.path.join(os.path.realpath(head), tail)  # one generation of a pack, as above
             matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
             if not matches:
                 raise ShardError(f"shard pattern {pattern!r} matches no file")
             paths.extend(_existing(matches, item))
+            for folder in sorted({os.path.dirname(m) or "." for m in matches}):
+                check_pack(folder, [m for m in matches if (os.path.dirname(m) or ".") == folder], whole=False)
     return paths
+
+
+def pack_card(folder: str) -> dict | None:
+    """The card of the pack in `folder`, or None for a folder of plain tars (no `index.jsonl`, and no
+    `dataset.json` listing shards). A half-present pack (an index without its card) is an error."""
+    card_path, index_path = os.path.join(folder, PACK_CARD), os.path.join(folder, PACK_INDEX)
+    has_index = os.path.isfile(index_path)
+    if not os.path.isfile(card_path):
+        if has_index:
+            raise ShardError(f"shard folder {folder} has {PACK_INDEX} but no {PACK_CARD} (an unfinished pack); "
+                             f"{REPACK}")
+        return None
+    try:
+        with open(card_path, encoding="utf-8") as f:
+            card = json.load(f)
+    except (OSError, ValueError) as exc:
+        if not has_index:
+            return None  # some other tool's dataset.json beside plain tars
+        raise ShardError(f"{card_path} cannot be read ({exc}); {REPACK}") from None
+    if not (isinstance(card, dict) and isinstance(card.get("shards"), list)):
+        if not has_index:
+            return None
+        raise ShardError(f"{card_path} lists no shards: it is not the card of this pack; {REPACK}")
+    if not has_index:
+        raise ShardError(f"shard folder {folder} has {PACK_CARD} but no {PACK_INDEX} (an unfinished pack); {REPACK}")
+    return card
+
+
+def check_pack(folder: str, tars: list[str], *, whole: bool) -> None:
+    """Raise `ShardError` when `tars` of `folder` disagree with its card: a listed tar missing (when
+    `whole`, the folder is the spec), a tar it does not list, a tar of another size (another pack's,
+    or damaged), or an index that is not the one the card was written with. No card: no check."""
+    card = pack_card(folder)
+    if card is None:
+        return
+    listed = {s.get("name"): s for s in card["shards"] if isinstance(s, dict)}
+    names = {os.path.basename(t): t for t in tars}
+    problems = []
+    missing = sorted(set(listed) - set(names)) if whole else []
+    if missing:
+        problems.append(f"{_some(missing)} missing")
+    extra = sorted(set(names) - set(listed))
+    if extra:
+        problems.append(f"{_some(extra)} not in its index")
+    for name in sorted(set(names) & set(listed)):
+        size, recorded = os.path.getsize(names[name]), listed[name].get("bytes")
+        if size != recorded:
+            problems.append(f"{name} has {size} bytes, the index says {recorded} (a tar of another pack, or "
+                            "damaged)")
+    problems += _index_problems(folder, card.get("index"))
+    if problems:
+        raise ShardError(f"shard folder {folder} disagrees with its index (generation "
+                         f"{card.get('generation', 'unknown')}): {'; '.join(problems)}. Its files are not all "
+                         f"from one pack (an older pack killed midway, or files copied in); {REPACK}")
+
+
+def _index_problems(folder: str, record) -> list[str]:
+    if not isinstance(record, dict):
+        return []  # a card from before index records: nothing to compare
+    path = os.path.join(folder, PACK_INDEX)
+    size = os.path.getsize(path)
+    if size != record.get("bytes"):
+        return [f"{PACK_INDEX} has {size} bytes, the card says {record.get('bytes')} (an index of another pack)"]
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != record.get("sha256"):
+        return [f"{PACK_INDEX} is not the index the card was written with (its sha256 differs)"]
+    return []
+
+
+def _some(names: list[str], shown: int = 5) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def _existing(paths: list[str], spec: str) -> list[str]:
@@ -124,6 +226,23 @@ class TarIndex:
         if self.error:
             log.warning("shard %s is damaged (%s); using its %d readable samples", self.path, self.error,
                         len(self.samples))
+        else:
+            self._check_count()
+
+    def _check_count(self) -> None:
+        """A tar of a packed folder must hold the samples its card records (the size check at
+        `resolve_shards` cannot see samples regrouped within the same bytes)."""
+        folder, name = os.path.split(self.path)
+        try:
+            card = pack_card(folder or ".")
+        except ShardError:
+            return  # resolve_shards reports a broken pack; this tar alone is still readable
+        if card is None:
+            return
+        entry = next((s for s in card["shards"] if isinstance(s, dict) and s.get("name") == name), None)
+        if entry is not None and entry.get("samples") != len(self.samples):
+            raise ShardError(f"{self.path} holds {len(self.samples)} samples, its index ({PACK_CARD}) says "
+                             f"{entry.get('samples')}: it is not the tar that was packed; {REPACK}")
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -199,6 +318,9 @@ class ShardFiles:
                 raise ShardError(f"{path}: the member at offset {offset} has {header.size} bytes, the index "
                                  f"says {size}; the tar changed since it was indexed")
             data = os.pread(fd, n, offset)
+        except FileNotFoundError:
+            raise ShardError(f"{path} was removed since it was indexed (a re-pack replaced it?); restart the "
+                             "run to read the shards again") from None
         except OSError as exc:
             raise ShardError(f"{path}: cannot read {n} bytes at offset {offset}: {exc}") from exc
         if len(data) != n:

@@ -106,3 +106,36 @@ def write_bad_folder(folder: Path) -> None:
         (folder / name).write_bytes(make())
     for name, (make, _) in BAD.items():
         (folder / name).write_bytes(make())
+
+
+def mpo_jpeg(image: Image.Image | None = None, orientation: int = 1) -> bytes:
+    """A phone-style multi-picture JPEG (Pillow reads it as format "MPO"): the photo plus a small second frame."""
+    image = image if image is not None else photo()
+    exif = Image.Exif()
+    if orientation != 1:
+        exif[0x0112] = orientation
+    buf = io.BytesIO()
+    image.save(buf, format="MPO", save_all=True, append_images=[image.resize((32, 24))], quality=92,
+               exif=exif.tobytes())
+    return buf.getvalue()
+
+
+def write_tar(path: Path, members: list[tuple[str, bytes | tuple[str, str]]]) -> Path:
+    """A tar with members in exactly this order: `(name, bytes)` files, `(name, ("hardlink"|"symlink", target))` links.
+
+    GNU tar stores a second copy of a file as a hardlink to the first; duplicate and
+    out-of-order members are what `tar -r` and hand-made tars produce."""
+    import tarfile
+
+    with tarfile.open(path, "w") as tar:
+        for name, body in members:
+            info = tarfile.TarInfo(name)
+            if isinstance(body, tuple):
+                kind, target = body
+                info.type = tarfile.LNKTYPE if kind == "hardlink" else tarfile.SYMTYPE
+                info.linkname = target
+                tar.addfile(info)
+                continue
+            info.size = len(body)
+            tar.addfile(info, io.BytesIO(body))
+    return path

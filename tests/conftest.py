@@ -86,3 +86,16 @@ def tiny_flux_lora(tiny_flux_fill, tmp_path_factory) -> Path:
                 param.copy_(torch.randn(param.shape, generator=generator) * 0.5)
     path = tmp_path_factory.mktemp("tiny-flux-lora") / "pytorch_lora_weights.safetensors"
     return export_lora_atomic(path, lora_state_dict(transformer), lora_metadata(transformer))
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """One quiet local Ray per test module that asks for it (starting Ray costs seconds)."""
+    import logging
+
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=128 * 1024**2,
+             logging_level=logging.WARNING, log_to_driver=False)
+    yield ray
+    ray.shutdown()

@@ -17,8 +17,11 @@ import torch
 from inference.metrics.metric_models import CLIP_VIT_L14, DINOV2_BASE
 
 
-def save_tiny_clip(folder: Path, seed: int = 0) -> Path:
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+def save_tiny_clip(folder: Path, seed: int = 0, teach: tuple[list, list[str]] | None = None,
+                   train_steps: int = 0) -> Path:
+    """A tiny random CLIPModel beside a locally built CLIP tokenizer and a CLIPImageProcessor (the files the
+    real repo has); with `teach` = (images, captions), first `train_steps` contrastive steps on those pairs."""
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
 
     from train.tiny import build_clip_tokenizer
 
@@ -31,9 +34,21 @@ def save_tiny_clip(folder: Path, seed: int = 0) -> Path:
         vision_config=dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
                            image_size=32, patch_size=8),
         projection_dim=16)
-    CLIPModel(config).eval().save_pretrained(folder)
+    model = CLIPModel(config)
+    image_processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    if teach is not None and train_steps:
+        images, captions = teach
+        batch = CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer)(
+            text=captions, images=images, return_tensors="pt", padding=True)
+        optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
+        for _ in range(train_steps):
+            loss = model(**batch, return_loss=True).loss
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+    model.eval().save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
+    image_processor.save_pretrained(folder)
     return folder
 
 

@@ -28,19 +28,6 @@ REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "samples"
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    """One quiet local Ray for the whole module (starting Ray costs seconds)."""
-    import logging
-
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=128 * 1024**2,
-             logging_level=logging.WARNING, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
 def _cfg(input, out, **kw):
     return RunConfig(input=Path(input), out=Path(out), progress=False, **kw)
 

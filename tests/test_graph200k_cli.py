@@ -1,6 +1,9 @@
 import json
+import os
 import subprocess
 import sys
+
+import pytest
 
 from PIL import Image
 
@@ -50,3 +53,36 @@ def test_graph_picture(tmp_path):
         assert img.format == "PNG" and img.width > 1000 and img.height > 800
         colours = img.convert("RGB").getcolors(maxcolors=1 << 20)
     assert len(colours) > 50  # a drawing, not a blank canvas
+
+
+def test_task_listing_prints_ids_the_config_takes():
+    """Every id in the `tasks` table, copied as printed, selects exactly that task (and the whole column is there)."""
+    import re
+
+    from graph200k import TaskGraph
+    from sampler.planner import _resolve_tasks
+
+    out = run("tasks")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("---")) + 1
+    rows = [re.split(r"\s{2,}", line) for line in lines[start:] if line.strip()][:-1]  # last line: the total
+    graph = TaskGraph()
+    ids = [row[1] for row in rows]
+    assert ids == [t.id for t in graph.tasks()]
+    assert all([t.id for t in _resolve_tasks(graph, i)] == [i] for i in ids)
+
+
+@pytest.mark.parametrize("command", ["nodes", "tasks"])
+def test_a_reader_that_closes_early_gets_no_traceback(command):
+    """`graph200k nodes | head`: the reader is gone before the listing is written (closed before the
+    child starts writing, so the pipe is broken whatever the pipe buffer's size)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "graph200k", command], cwd=REPO, stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert "Traceback" not in proc.stderr and "BrokenPipeError" not in proc.stderr, proc.stderr
+    assert proc.returncode == 141

@@ -22,6 +22,7 @@ from inference.metrics import (
 )
 from inference.metrics.metric_models import CLIP_VIT_L14, DINOV2_BASE
 from tests import perception_models
+from tests.metric_models import save_tiny_clip, save_tiny_dino
 
 TESTS = Path(__file__).resolve().parent
 SAMPLES = TESTS.parent / "samples"
@@ -112,55 +113,12 @@ def _clip_images() -> list[np.ndarray]:
     return [_target(KEYS[0], (48, 48)), _target(KEYS[4], (48, 48))]
 
 
-def _save_tiny_clip(folder: Path, train_steps: int) -> Path:
-    """A tiny CLIPModel, trained `train_steps` contrastive steps on two image-caption pairs, saved beside
-    a locally built CLIP tokenizer and a CLIPImageProcessor (the files the real repo has)."""
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
-
-    from train.tiny import build_clip_tokenizer
-
-    torch.manual_seed(0)
-    tokenizer = build_clip_tokenizer()
-    config = CLIPConfig(
-        text_config=dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37, num_hidden_layers=2,
-                         num_attention_heads=4, max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id),
-        vision_config=dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
-                           image_size=32, patch_size=8),
-        projection_dim=16)
-    model = CLIPModel(config)
-    image_processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    if train_steps:
-        batch = CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer)(
-            text=CAPTIONS, images=_clip_images(), return_tensors="pt", padding=True)
-        optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
-        for _ in range(train_steps):
-            loss = model(**batch, return_loss=True).loss
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-    model.eval().save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    image_processor.save_pretrained(folder)
-    return folder
-
-
-def _save_tiny_dino(folder: Path) -> Path:
-    from transformers import BitImageProcessor, Dinov2Config, Dinov2Model
-
-    torch.manual_seed(0)
-    Dinov2Model(Dinov2Config(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
-                             patch_size=14, image_size=28)).save_pretrained(folder)
-    BitImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 28, "width": 28}).save_pretrained(folder)
-    return folder
-
-
 @pytest.fixture(scope="module")
 def models_root(tmp_path_factory) -> Path:
     """Tiny weights laid out as the real ones under a `model_dir`: `<root>/<repo_id>/`."""
     root = tmp_path_factory.mktemp("metric-weights")
-    _save_tiny_clip(root / CLIP_VIT_L14.repo_id, train_steps=20)
-    _save_tiny_dino(root / DINOV2_BASE.repo_id)
+    save_tiny_clip(root / CLIP_VIT_L14.repo_id, teach=(_clip_images(), CAPTIONS), train_steps=20)
+    save_tiny_dino(root / DINOV2_BASE.repo_id)
     perception_models.depth_anything(root)
     return root
 

@@ -19,6 +19,7 @@ from graph200k import TaskGraph
 from graph200k.cli import main as graph200k_main
 from graph200k.nodes import Graph200kError
 from graph200k.packing import pack, parse_size
+from graph200k.quality import reference_usable
 from graph200k.shardio import stats_path
 from tests import badinputs as bi
 
@@ -97,20 +98,37 @@ def test_shard_size_limit_splits_between_samples(demo, tmp_path):
     assert [p.name for p in sorted((tmp_path / "s").glob("train-*.tar"))] == ["train-000000.tar"]
 
 
-def test_low_object_consistency_reference_does_not_count(tmp_path):
+SCORES = {"good": 4, "poor": 2, "unrated": None, "three": 3, "half": 2.5, "word": "high", "text": "4"}
+USABLE = {"good", "unrated", "three", "text"}  # a rating that is not a number is not trusted
+
+
+@pytest.mark.parametrize("key,score", SCORES.items())
+def test_reference_quality_rule(key, score):
+    meta = {"caption": key} if score is None else {"caption": key, "quality": {"objectConsistency": score}}
+    assert reference_usable(meta) is (key in USABLE)
+
+
+def test_reference_quality_rule_odd_records():
+    assert reference_usable({}) and reference_usable({"quality": None}) and reference_usable([1])
+    assert not reference_usable({"quality": {"objectConsistency": float("nan")}})
+    assert not reference_usable({"quality": {"objectConsistency": True}})
+
+
+def test_low_or_unreadable_object_consistency_reference_does_not_count(tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
-    for key, score in (("good", 4), ("poor", 2), ("unrated", None)):
+    for key, score in SCORES.items():
         (folder / f"{key}.jpg").write_bytes(bi.jpeg(bi.photo()))
         (folder / f"{key}.reference.jpg").write_bytes(bi.jpeg(bi.photo()))
         meta = {"caption": key} if score is None else {"caption": key, "quality": {"objectConsistency": score}}
         (folder / f"{key}.json").write_text(json.dumps(meta))
     build(folder, tmp_path / "ds")
-    result = pack(tmp_path / "ds", progress=False)
+    result = pack(tmp_path / "ds", progress=False)  # a non-numeric score used to crash packing
     nodes = {e["key"]: e["nodes"] for e in result.index}
-    assert "reference" in nodes["good"] and "reference" in nodes["unrated"] and "reference" not in nodes["poor"]
-    assert result.card["node_counts"]["reference"] == 2
-    assert any(m.endswith("poor.reference.jpg") for m in _members(tmp_path / "ds" / "shards" / "train-000000.tar"))
+    assert {k for k, n in nodes.items() if "reference" in n} == USABLE
+    assert result.card["node_counts"]["reference"] == len(USABLE)
+    members = _members(tmp_path / "ds" / "shards" / "train-000000.tar")
+    assert all(f"{key}.reference.jpg" in members for key in SCORES)  # kept in the tar, only not counted
 
 
 def test_incomplete_node_shards_are_left_out_and_listed(demo, tmp_path):

@@ -184,3 +184,35 @@ def test_resume_with_dataloader_workers_continues_exactly(sampler_shards, stop):
         assert x.keys == y.keys and x.prompt == y.prompt
         assert all(torch.equal(r, s) for r, s in zip(x.rows, y.rows))
         assert all(torch.equal(r, s) for r, s in zip(x.masks, y.masks))
+
+
+@pytest.mark.parametrize("score,usable", [(4, True), (3, True), ("4", True), (None, True), (2, False),
+                                          (2.5, False), ("high", False)])
+def test_pool_applies_packings_reference_rule(score, usable):
+    """The sampler and `graph200k shards` share one rule (graph200k.quality): same verdict, no crash."""
+    from graph200k.quality import reference_usable
+    from sampler.pool import parse_sample
+
+    record = next(r for r in sample_records() if "reference.jpg" in r)
+    meta = {"caption": "x"} if score is None else {"caption": "x", "quality": {"objectConsistency": score}}
+    sample = parse_sample("k", {**record, "json": json.dumps(meta).encode()})
+    assert ("reference" in sample.nodes) is usable is reference_usable(meta)
+
+
+def test_empty_shards_say_they_hold_no_samples(tmp_path):
+    paths = write_shards(tmp_path / "empty", [], n_shards=2)
+    with pytest.raises(ShardError, match="hold no samples") as err:
+        next(iter(GridDataset(paths).plans()))
+    assert "fewer workers" not in str(err.value)
+
+
+def test_a_worker_without_samples_is_told_to_use_fewer_workers(tmp_path):
+    paths = write_shards(tmp_path / "s", sample_records()[:1], n_shards=2)  # the second tar is empty
+    messages = []
+    for rank in range(2):
+        try:
+            next(iter(GridDataset(paths, rank=rank, world_size=2, tasks=_pixel_free_tasks()).plans()))
+        except ShardError as err:
+            messages.append(str(err))
+    [message] = [m for m in messages if "got no samples" in m]
+    assert "2 shards, 1 samples in total" in message and "fewer workers" in message

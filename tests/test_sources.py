@@ -74,6 +74,16 @@ def test_folder_plan_groups_files_and_reports_strays(tmp_path):
     assert [s.fingerprint for s in again.shards] == [s.fingerprint for s in plan.shards]
 
 
+def test_an_annotation_without_its_photo_is_reported_not_made_a_photo(tmp_path):
+    (tmp_path / "x.depth.jpg").write_bytes(bi.jpeg(bi.photo().convert("L")))
+    (tmp_path / "y.reference.jpg").write_bytes(bi.jpeg(bi.photo()))
+    (tmp_path / "z.jpg").write_bytes(bi.jpeg(bi.photo()))
+    (tmp_path / "z.canny.png").write_bytes(bi.png(bi.photo().convert("L")))
+    plan = plan_sources(tmp_path)
+    assert [i["key"] for s in plan.shards for i in s.items] == ["z"]
+    assert plan.unmatched == ["x.depth.jpg", "y.reference.jpg"]
+
+
 def test_missing_or_empty_input_is_a_clear_error(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         plan_sources(tmp_path / "nope")
@@ -99,4 +109,5 @@ def test_a_bad_annotation_is_dropped_and_recorded_but_the_sample_kept():
     assert "max_instances=5" in reasons["filledit.7.jpg"]
     assert "not valid JSON" in reasons["json"]
     assert ignored == ["weird.bin"]
+    assert all(e["source"] == "k.jpg" for e in errors), errors
     assert json.loads(fields["json"]) == {"key": "k", "source": "k.jpg"}

@@ -110,3 +110,23 @@ def test_unknown_split_and_family_are_refused():
         graph.tasks("val")
     with pytest.raises(Graph200kError, match="'restorations'"):
         graph.tasks(family="restorations")
+
+
+def test_task_selection_takes_splits_families_ids_paths_and_lists():
+    from sampler.planner import _resolve_tasks
+
+    graph = TaskGraph()
+    dense = graph.tasks(family="dense prediction")
+    assert _resolve_tasks(graph, "dense prediction") == dense
+    assert _resolve_tasks(graph, "test") == graph.tasks(split="test")
+    task = dense[0]
+    assert _resolve_tasks(graph, task.id) == [task]
+    assert _resolve_tasks(graph, " -> ".join(task.nodes)) == [task]  # the old listing's spelling
+    assert _resolve_tasks(graph, [task.id, "dense prediction", task]) == dense  # in order, no repeats
+    with pytest.raises(Graph200kError, match="did you mean 'dense prediction'.*") as err:
+        _resolve_tasks(graph, "dense predictoin")
+    assert "restoration with reference" in str(err.value)  # the families are listed
+    with pytest.raises(Graph200kError, match=f"did you mean '{task.id}'"):
+        _resolve_tasks(graph, task.id.replace("->", "=>"))
+    with pytest.raises(Graph200kError, match="no tasks selected"):
+        _resolve_tasks(graph, [])

@@ -53,10 +53,32 @@ def test_overrides_are_typed_yaml_values():
     ("data.row_sharing.degradation=some", "data.row_sharing.degradation"),
     ("data.row_sharing.style=same", "data.row_sharing.style"),
     ("validation.holdout=1", "validation.holdout"),
+    ("data.tasks=reference -> cany -> target", "data.tasks"),
+    ("data.tasks=[dense prediction, restoraton]", "data.tasks"),
+    ("data.family_weights={restoraton: 2}", "data.family_weights"),
+    ("data.family_weights={restoration: -1}", "data.family_weights"),
+    ("data.tasks=restoration", "data.family_weights"),  # with the next override: its only family weighs 0
 ])
 def test_bad_overrides_name_the_key(override, key):
+    extra = ["data.family_weights={restoration: 0}"] if override == "data.tasks=restoration" else []
     with pytest.raises(ConfigError, match=f"'{key}'"):
-        load_config(None, [override])
+        load_config(None, [override, *extra])
+
+
+def test_task_selection_and_family_weights_reach_the_grid_dataset(sampler_shards):
+    """`data.tasks` takes what `graph200k tasks` prints (ids, families, splits, lists); weights are a key."""
+    cfg = load_config(None, ["data.tasks=[dense prediction, reference+canny->target, canny->target]",
+                             "data.family_weights={dense prediction: 3, conditional generation: 0.5}"])
+    ds = grid_dataset([str(sampler_shards)], key="data.shards", resolution=64, seed=0, tasks=cfg.data.tasks,
+                      rows=None, pool_size=8, rank=0, world_size=1, **sampler_settings(cfg.data))
+    chosen = {t.id for tasks in ds.mix.by_family.values() for t in tasks}
+    assert {"reference+canny->target", "canny->target"} <= chosen
+    assert set(ds.mix.by_family) == {"dense prediction", "conditional generation",
+                                     "conditional generation with reference"}
+    assert ds.mix.weights == {"dense prediction": 3.0, "conditional generation": 0.5,
+                              "conditional generation with reference": 1.0}
+    with pytest.raises(ConfigError, match="did you mean 'dense prediction'"):
+        load_config(None, ["data.tasks=dense predictoin"])
 
 
 def test_sampler_knobs_reach_the_grid_dataset(tmp_path, sampler_shards):
@@ -118,5 +140,24 @@ def test_cli_smoke_run_on_sampler_shards(tmp_path, sampler_shards):
                  "data.resolution=32", "train.max_steps=2", "validation.every=2", "validation.num_inference_steps=2"])
     assert code == 0
     assert (out / "pytorch_lora_weights.safetensors").is_file()
-    assert (out / "checkpoints" / "checkpoint-0000002" / "data_state_rank0.pt").is_file()
+    assert (out / "checkpoints" / "checkpoint-0000002" / "trainer_state_rank0.json").is_file()
     assert list((out / "validation" / "step-0000002").glob("grid-*.png"))
+
+
+@pytest.mark.parametrize("override, key", [
+    ("optim.lr=-1e-4", "optim.lr"),
+    ("optim.lr=.nan", "optim.lr"),
+    ("optim.lr=0", "optim.lr"),
+    ("optim.eps=0", "optim.eps"),
+    ("optim.beta1=1", "optim.beta1"),
+    ("optim.beta2=-0.1", "optim.beta2"),
+    ("optim.weight_decay=-0.01", "optim.weight_decay"),
+    ("optim.grad_clip=.inf", "optim.grad_clip"),
+    ("optim.warmup_steps=-5", "optim.warmup_steps"),
+])
+def test_optimizer_numbers_are_checked_before_the_model_loads(override, key, tmp_path, capsys):
+    with pytest.raises(ConfigError, match=f"config key '{key}': must be a finite number"):
+        load_config(None, [override])
+    # the CLI says so and stops: the pipeline named here does not even exist
+    assert main([override, f"model.pretrained={tmp_path / 'missing'}"]) == 2
+    assert f"'{key}'" in capsys.readouterr().err

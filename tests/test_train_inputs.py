@@ -89,3 +89,15 @@ def test_resolution_shift_matches_the_reference_formula(pipe):
     expected = math.exp(mu) / (math.exp(mu) + 1 / plain - 1)
     assert torch.allclose(shifted, expected, atol=1e-5)
     assert (shifted > plain).all() and 0 < plain.min() and plain.max() < 1
+
+
+def test_lora_metadata_lists_target_modules_in_one_order():
+    """peft keeps target_modules as a set, whose order follows Python's hash seed; the exported metadata
+    lists them sorted, so one training writes one file (the evaluation identifies a LoRA by its sha256)."""
+    from train.lora import add_lora, lora_metadata
+    from train.tiny import build_tiny_pipeline
+
+    transformer = build_tiny_pipeline().transformer
+    add_lora(transformer, 4)
+    modules = lora_metadata(transformer)["target_modules"]
+    assert isinstance(modules, list) and modules == sorted(modules) and "to_q" in modules

@@ -82,17 +82,22 @@ def query_truth_cells(png, grid):
 
 def test_validation_logs_canny_clip_ssim_psnr(tiny_flux_fill, tiny_clip, sampler_shards, canny_shards, tmp_path,
                                               monkeypatch):
-    fills, fill_grid = [], validation.fill_grid
+    fills, texts = [], []  # what each validation fill generated, and the texts clip_t scored against
+    fill_grid, clip_text = validation.fill_grid, ClipScorer.text
 
     def recording_fill(*args, **kwargs):
         fills.append(fill_grid(*args, **kwargs))
         return fills[-1]
 
+    def recording_text(self, images, given):
+        texts.append(list(given))
+        return clip_text(self, images, given)
+
     monkeypatch.setattr(validation, "fill_grid", recording_fill)
-    texts, clip_text = [], ClipScorer.text
-    monkeypatch.setattr(ClipScorer, "text", lambda self, images, t: texts.append(list(t)) or clip_text(self, images, t))
-    trainer = Trainer(config(tiny_flux_fill, tmp_path, f"data.shards={sampler_shards}", f"validation.shards={canny_shards}",
-                             "validation.tasks=canny->target", "validation.every=2",
+    monkeypatch.setattr(ClipScorer, "text", recording_text)
+    trainer = Trainer(config(tiny_flux_fill, tmp_path, f"data.shards={sampler_shards}",
+                             f"validation.shards={canny_shards}", "validation.tasks=canny->target",
+                             "validation.every=2",
                              "validation.metrics=[canny_f1, clip_t, ssim, psnr]", f"validation.clip_model={tiny_clip}",
                              "log.report_to=tensorboard"))
     assert trainer.train()["step"] == 2
@@ -111,7 +116,7 @@ def test_validation_logs_canny_clip_ssim_psnr(tiny_flux_fill, tiny_clip, sampler
         assert texts[i] == [caption]  # clip_t reads the caption out of the instruction
         assert values == pytest.approx({
             "canny_f1": canny_f1(truth[0], produced),  # the condition's edges vs the generated photo's
-            "clip_t": clip.text([produced], [caption])[0],  # the caption, not the whole instruction
+            "clip_t": clip.text([produced], [caption])[0],
             "ssim": ssim(produced, truth[1]), "psnr": psnr(produced, truth[1]),  # vs the ground-truth photo
         }, abs=1e-6)
     logged = scalars(tmp_path / "logs")

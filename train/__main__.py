@@ -37,12 +37,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from .checkpoints import CheckpointError
     from .trainer import Trainer, TrainingAborted  # heavy imports only after the config is known good
 
     try:
         summary = Trainer(cfg).train()
     except TrainingAborted as err:
         print(f"error: training aborted: {err}", file=sys.stderr)
+        return 1
+    except CheckpointError as err:
+        print(f"error: {err}", file=sys.stderr)
         return 1
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)

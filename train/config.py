@@ -8,6 +8,7 @@ naming that key.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -61,7 +62,8 @@ class DataConfig:
     shards: list[str] = field(default_factory=list)  # webdataset shard paths/globs (GridDataset)
     resolution: int = 384  # cell side in pixels
     seed: int = 0
-    tasks: str = "train"  # train | test | a task id such as canny->target
+    tasks: str | list[str] = "train"  # train | test | a family | task ids as `graph200k tasks` prints them; or a list
+    family_weights: dict[str, float] | None = None  # {family: weight}; None = all 1 (`graph200k tasks --counts`)
     rows: dict[int, float] | None = None  # {rows per grid: probability}; None = sampler default {1: .3, 2: .4, 3: .3}
     pool_size: int = 1000  # samples the sampler holds to draw in-context rows from
     num_workers: int = 0  # DataLoader worker processes drawing grids (torchdata's StatefulDataLoader keeps resume exact)
@@ -171,6 +173,7 @@ class TrainConfig:
         for key in ("checkpoint.every", "validation.every", "data.num_workers"):
             if get_key(self, key) < 0:
                 raise ConfigError(f"config key '{key}': must be >= 0, got {get_key(self, key)}")
+        self._check_optim_numbers()
         if self.data.resolution % 16:
             raise ConfigError(f"config key 'data.resolution': must be a multiple of 16, got {self.data.resolution}")
         if self.model.max_sequence_length > 512:
@@ -184,9 +187,44 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"config key 'validation.metrics': unknown {', '.join(map(repr, unknown))}; "
                               f"choose from {', '.join(VALIDATION_METRICS)} ([] logs none)")
+        self._check_tasks()
         self._check_sampler_section("data.instruction", "InstructionConfig")
         self._check_sampler_section("data.row_sharing", "RowSharing")
         return self
+
+    def _check_optim_numbers(self) -> None:
+        """AdamW and the schedule take these as given: a NaN or negative value would surface as a raw torch
+        error after the model loads, or as a run of NaN losses."""
+        o = self.optim
+        rules = {
+            "optim.lr": (o.lr, o.lr > 0, "> 0"),
+            "optim.eps": (o.eps, o.eps > 0, "> 0"),
+            "optim.beta1": (o.beta1, 0 <= o.beta1 < 1, "within [0, 1)"),
+            "optim.beta2": (o.beta2, 0 <= o.beta2 < 1, "within [0, 1)"),
+            "optim.weight_decay": (o.weight_decay, o.weight_decay >= 0, ">= 0"),
+            "optim.grad_clip": (o.grad_clip, o.grad_clip >= 0, ">= 0 (0 disables clipping)"),
+            "optim.warmup_steps": (o.warmup_steps, o.warmup_steps >= 0, ">= 0"),
+        }
+        for key, (value, ok, allowed) in rules.items():
+            if not (math.isfinite(value) and ok):
+                raise ConfigError(f"config key '{key}': must be a finite number {allowed}, got {value}")
+
+    def _check_tasks(self) -> None:
+        """`data.tasks` and `data.family_weights` read as the sampler will, so a typo fails before the model loads."""
+        from graph200k import Graph200kError, TaskGraph
+        from sampler.planner import _resolve_tasks
+
+        try:
+            graph = TaskGraph(weights=self.data.family_weights)
+        except Graph200kError as err:
+            raise ConfigError(f"config key 'data.family_weights': {err}") from None
+        try:
+            selected = _resolve_tasks(graph, self.data.tasks)
+        except Graph200kError as err:
+            raise ConfigError(f"config key 'data.tasks': {err}") from None
+        if not any(graph.weights[t.family] > 0 for t in selected):
+            raise ConfigError("config key 'data.family_weights': every family of data.tasks has weight 0; "
+                              "give one of them a weight > 0")
 
     def _check_sampler_section(self, key: str, sampler_class: str) -> None:
         """Let the sampler's own class judge each value of a section, so the rules live in one place."""

@@ -94,8 +94,9 @@ def sampler_settings(data: DataConfig) -> dict[str, Any]:
     """The data section's sampler knobs as `GridDataset` keyword arguments."""
     from sampler import InstructionConfig, RowSharing
 
-    return dict(mask_any_prob=data.mask_any_prob, shuffle_columns=data.shuffle_columns,
-                square_cells=data.square_cells, instruction=InstructionConfig(**dataclasses.asdict(data.instruction)),
+    return dict(family_weights=data.family_weights, mask_any_prob=data.mask_any_prob,
+                shuffle_columns=data.shuffle_columns, square_cells=data.square_cells,
+                instruction=InstructionConfig(**dataclasses.asdict(data.instruction)),
                 sharing=RowSharing(**dataclasses.asdict(data.row_sharing)))
 
 
@@ -109,8 +110,12 @@ def grid_dataset(shards: list[str], *, key: str, resolution: int, seed: int, tas
     if not shards:
         raise ConfigError(f"config key '{key}' is empty: name the shards (e.g. data/demo/shards)")
     from sampler import GridDataset
+    from sampler.shards import ShardError
 
     if key_filter is not None:
         settings["key_filter"] = key_filter
-    return GridDataset(shards if len(shards) > 1 else shards[0], resolution=resolution, seed=seed, tasks=tasks,
-                       rows=rows, pool_size=pool_size, rank=rank, world_size=world_size, **settings)
+    try:
+        return GridDataset(shards if len(shards) > 1 else shards[0], resolution=resolution, seed=seed, tasks=tasks,
+                           rows=rows, pool_size=pool_size, rank=rank, world_size=world_size, **settings)
+    except ShardError as err:  # nothing readable, or a packed folder that disagrees with its index
+        raise ConfigError(f"config key '{key}': {err}") from None

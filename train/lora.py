@@ -93,7 +93,13 @@ def _shard_like_model(transformer, state: dict[str, torch.Tensor]) -> dict[str, 
 
 
 def lora_metadata(transformer) -> dict:
-    return transformer.peft_config["default"].to_dict()
+    """The peft config saved beside the weights. peft keeps `target_modules` as a set, whose order
+    changes with Python's hash seed; sorted, the same training writes the same bytes (the evaluation
+    identifies a LoRA by its file's sha256)."""
+    metadata = transformer.peft_config["default"].to_dict()
+    if isinstance(metadata.get("target_modules"), (set, frozenset, list, tuple)):
+        metadata["target_modules"] = sorted(metadata["target_modules"])
+    return metadata
 
 
 def save_lora(directory: str | os.PathLike, lora_layers: dict[str, torch.Tensor], metadata: dict,

@@ -28,13 +28,16 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DistributedType, ProjectConfiguration, set_seed
+from accelerate.utils import DistributedType, ProjectConfiguration, broadcast_object_list, set_seed
 from diffusers import FluxFillPipeline
 from diffusers.optimization import get_scheduler
 from tqdm.auto import tqdm
 
 from sampler.grid_sample import GridSample
 
+from .checkpoints import (RUN_INFO_NAME, CheckpointError, checkpoint_name, choose_checkpoint, commit_checkpoint,
+                          fsync_tree, prune_checkpoints, read_state, trainer_state_name, write_state)
+from .checkpoints import list_checkpoints  # noqa: F401  (callers of train.trainer use it)
 from .config import ConfigError, TrainConfig, to_dict
 from .data import GridStream, grid_dataset, sampler_settings
 from .flow import FlowSettings, flow_loss
@@ -46,7 +49,6 @@ from .validation import holdout_filters, run_validation, validation_grids
 logger = logging.getLogger("train")
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-CHECKPOINT_PREFIX = "checkpoint-"
 
 
 class TrainingAborted(RuntimeError):
@@ -55,7 +57,7 @@ class TrainingAborted(RuntimeError):
 
 @dataclasses.dataclass
 class TrainState:
-    """Counters saved with every checkpoint (registered with accelerate)."""
+    """Counters saved with every checkpoint (as JSON, in each rank's trainer state)."""
 
     step: int = 0  # optimizer steps taken
     attempts: int = 0  # steps attempted, skipped ones included (seeds the step's randomness)
@@ -67,17 +69,8 @@ class TrainState:
         return dataclasses.asdict(self)
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        for key, value in state.items():
-            setattr(self, key, int(value))
-
-
-def list_checkpoints(output_dir: str | Path) -> list[Path]:
-    """Complete checkpoints (temp folders start with '.'), oldest first."""
-    root = Path(output_dir) / "checkpoints"
-    if not root.is_dir():
-        return []
-    found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX)]
-    return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, int(state[f.name]))
 
 
 class Trainer:
@@ -115,7 +108,8 @@ class Trainer:
         self.params = [p for p in transformer.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(self.params, lr=cfg.optim.lr, betas=(cfg.optim.beta1, cfg.optim.beta2),
                                       weight_decay=cfg.optim.weight_decay, eps=cfg.optim.eps)
-        # Not prepared by accelerate (which would step it once per process); saved as a custom object.
+        # Not prepared by accelerate (which would step it once per process); checkpointed as JSON with
+        # TrainState (`_trainer_state`), not registered with accelerate, which pickles custom objects.
         try:
             self.lr_scheduler = get_scheduler(cfg.optim.lr_scheduler, optimizer=optimizer,
                                               num_warmup_steps=cfg.optim.warmup_steps,
@@ -124,8 +118,6 @@ class Trainer:
             raise ConfigError(f"config key 'optim.lr_scheduler': {err}") from None
         self.transformer, self.optimizer = acc.prepare(transformer, optimizer)
         self.state = TrainState()
-        acc.register_for_checkpointing(self.lr_scheduler)
-        acc.register_for_checkpointing(self.state)
         acc.register_save_state_pre_hook(self._save_hook)
         acc.register_load_state_pre_hook(self._load_hook)
 
@@ -211,55 +203,69 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
 
+    def _trainer_state(self) -> dict[str, Any]:
+        """This rank's state beside accelerate's: JSON only, so that reading a checkpoint runs no code."""
+        return {"world_size": self.accelerator.num_processes, "train": self.state.state_dict(),
+                "lr_scheduler": self.lr_scheduler.state_dict(), "data": self.data.state_dict()}
+
     def save_checkpoint(self) -> Path:
-        """All state into a temp folder, then one rename; keep the newest `checkpoint.keep`."""
+        """All state into a hidden temp folder, flushed, a manifest last, then one rename
+        (train/checkpoints.py); keep the newest `checkpoint.keep`."""
         acc = self.accelerator
-        root = self.output_dir / "checkpoints"
-        name = f"{CHECKPOINT_PREFIX}{self.state.step:07d}"
-        final, tmp = root / name, root / f".tmp-{name}"
+        final = self.output_dir / "checkpoints" / checkpoint_name(self.state.step)
+        tmp = final.with_name(f".tmp-{final.name}")
         if acc.is_main_process:
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
         acc.wait_for_everyone()
         acc.save_state(str(tmp))
-        torch.save({"data": self.data.state_dict(), "world_size": acc.num_processes},
-                   tmp / f"data_state_rank{acc.process_index}.pt")
+        write_state(tmp / trainer_state_name(acc.process_index), self._trainer_state())
+        acc.wait_for_everyone()
+        fsync_tree(tmp)  # every rank: on a shared file system each node flushes its own writes
         acc.wait_for_everyone()
         if acc.is_main_process:
-            (tmp / "trainer.json").write_text(json.dumps(
+            (tmp / RUN_INFO_NAME).write_text(json.dumps(
                 {"step": self.state.step, "world_size": acc.num_processes, "config": to_dict(self.cfg)}, indent=2))
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-            for old in list_checkpoints(self.output_dir)[: -self.cfg.checkpoint.keep or None]:
-                shutil.rmtree(old, ignore_errors=True)
+            commit_checkpoint(tmp, final, self.state.step)
+            prune_checkpoints(self.output_dir, self.cfg.checkpoint.keep)
         acc.wait_for_everyone()
         return final
 
     def resume(self, which: str) -> Path | None:
-        """Load 'latest' or a named checkpoint folder; None when 'latest' finds nothing."""
-        if which == "latest":
-            found = list_checkpoints(self.output_dir)
-            if not found:
-                self.accelerator.print(f"checkpoint.resume=latest: no checkpoint in {self.output_dir}/checkpoints, "
-                                       "starting fresh")
-                return None
-            path = found[-1]
-        else:
-            path = Path(which)
-            if not (path / LORA_WEIGHT_NAME).is_file():
-                raise FileNotFoundError(f"config key 'checkpoint.resume': {path} is not a checkpoint folder")
-        self.accelerator.load_state(str(path))
-        data_file = path / f"data_state_rank{self.accelerator.process_index}.pt"
-        if not data_file.is_file():
-            raise FileNotFoundError(f"{data_file} is missing: was the checkpoint written by another number of "
-                                    "processes?")
-        saved = torch.load(data_file, weights_only=False)
-        if saved["world_size"] != self.accelerator.num_processes:
-            raise RuntimeError(f"checkpoint {path} was written by {saved['world_size']} processes, "
-                               f"this run has {self.accelerator.num_processes}: the data position cannot carry over")
-        self.data.load_state_dict(saved["data"])
-        self.accelerator.print(f"resumed from {path} at step {self.state.step}")
+        """Load 'latest' (the newest checkpoint whose manifest verifies) or a named checkpoint folder;
+        None when 'latest' finds no checkpoint. The main process verifies; every rank loads its choice."""
+        acc = self.accelerator
+        choice: list[Any] = [None]
+        if acc.is_main_process:
+            try:
+                path, skipped = choose_checkpoint(self.output_dir, which)
+                choice = [(path and str(path), skipped, None)]
+            except CheckpointError as err:
+                choice = [(None, [], str(err))]
+        path, skipped, error = broadcast_object_list(choice)[0]
+        if error:
+            raise CheckpointError(error)
+        for line in skipped:
+            acc.print(f"checkpoint.resume={which}: {line}")
+        if path is None:
+            acc.print(f"checkpoint.resume=latest: no checkpoint in {self.output_dir}/checkpoints, starting fresh")
+            return None
+        path = Path(path)
+        written_by = read_state(path / RUN_INFO_NAME).get("world_size")
+        if written_by != acc.num_processes:
+            raise RuntimeError(f"checkpoint {path} was written by {written_by} processes, "
+                               f"this run has {acc.num_processes}: the data position cannot carry over")
+        state_file = path / trainer_state_name(acc.process_index)
+        saved = read_state(state_file)
+        acc.load_state(str(path))
+        try:
+            self.state.load_state_dict(saved["train"])
+            self.lr_scheduler.load_state_dict(saved["lr_scheduler"])
+            data_state = saved["data"]
+        except (KeyError, TypeError, ValueError) as err:
+            raise CheckpointError(f"{state_file}: not a state this trainer wrote ({err!r})") from None
+        self.data.load_state_dict(data_state)
+        acc.print(f"resumed from {path} at step {self.state.step}")
         return path
 
     # ------------------------------------------------------------------ one step

@@ -43,7 +43,7 @@ from PIL import Image, ImageDraw, ImageFont
 from graph200k import Graph200kError
 from graph200k.holdout import HoldoutFilter
 from graph200k.shardio import write_json
-from sampler.grid_sample import GridSample
+from sampler.grid_sample import GridSample, cells_of, to_pil  # noqa: F401  (to_pil: re-exported)
 from sampler.inference import GridProcessor
 from sampler.shards import ShardError
 
@@ -106,22 +106,6 @@ def describe(grid: GridSample) -> dict:
 
 
 # ---------------------------------------------------------------- filling
-
-
-def to_pil(tensor: torch.Tensor) -> Image.Image:
-    """(3, H, W) in [-1, 1] -> RGB image."""
-    array = ((tensor.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
-    return Image.fromarray(array)
-
-
-def cells_of(grid: GridSample) -> tuple[list[list[Image.Image]], list[list[bool]]]:
-    """Each row split into its cells, and per cell whether it is masked (to be generated)."""
-    cells, masked = [], []
-    for row, mask in zip(grid.rows, grid.masks):
-        width = row.shape[-1] // grid.n_cols
-        cells.append([to_pil(row[:, :, c * width:(c + 1) * width]) for c in range(grid.n_cols)])
-        masked.append([bool(mask[:, :, c * width:(c + 1) * width].mean() > 0.5) for c in range(grid.n_cols)])
-    return cells, masked
 
 
 def visualcloze_pipeline(pipe: FluxFillPipeline, resolution: int) -> VisualClozeGenerationPipeline:
@@ -255,8 +239,8 @@ def run_validation(pipe: FluxFillPipeline, grids: list[GridSample], out_dir: Pat
     finally:
         pipe.transformer.train(was_training)
     if save:
-        manifest = {"step": step,
-                    "grids": [{"png": f"grid-{i:02d}.png", "seed": seed + i, **describe(g)} for i, g in enumerate(grids)]}
+        described = [{"png": f"grid-{i:02d}.png", "seed": seed + i, **describe(g)} for i, g in enumerate(grids)]
+        manifest = {"step": step, "grids": described}
         if metrics is not None:
             manifest["metrics"] = {"means": run.means, "per_grid": run.scores, "skipped": metrics.skipped}
         write_json(out_dir / "grids.json", manifest)

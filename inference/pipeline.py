@@ -20,20 +20,12 @@ import torch
 from diffusers import FluxFillPipeline, VisualClozeGenerationPipeline
 
 from sampler.inference import GridProcessor
-from sampler.instruction import DIFFUSERS_LAYOUT_FORM, diffusers_layout
+from sampler.instruction import DIFFUSERS_LAYOUT_FORM
 
 from .errors import InferenceError
 from .settings import DEFAULT_MODEL, DTYPE_ALIASES, OFFLOAD_MODES, LoraSpec
 
 _QUIET = ("flux.pipeline_flux_fill", "visualcloze.pipeline_visualcloze_generation")
-
-
-class TrainedLayoutProcessor(GridProcessor):
-    """`GridProcessor` whose layout sentence has the form `build_instruction(config=None)` writes
-    (diffusers 0.42's tuple repr), so the encoded prompt is the builder's, character for character."""
-
-    def get_layout_prompt(self, size: tuple[int, int]) -> str:
-        return diffusers_layout(size[0], size[1], DIFFUSERS_LAYOUT_FORM)
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -80,7 +72,7 @@ def load_pipeline(model: str = DEFAULT_MODEL, loras: list[LoraSpec] | None = Non
         raise InferenceError(f"--model {model!r}: cannot load it as FLUX.1-Fill-dev ({reason}); pass a local "
                              f"folder or a hub id you have access to (`hf auth login` for the gated {DEFAULT_MODEL})"
                              ) from None
-    pipe.image_processor = TrainedLayoutProcessor(resolution=resolution)
+    pipe.image_processor = GridProcessor(resolution=resolution, layout_form=DIFFUSERS_LAYOUT_FORM)
     pipe.set_progress_bar_config(disable=True)
     for name in _QUIET:  # VisualCloze prompts run past CLIP's 77 tokens by design (training truncates them too)
         logging.getLogger(f"diffusers.pipelines.{name}").setLevel(logging.ERROR)

@@ -39,11 +39,15 @@ class GridProcessor(VisualClozeProcessor):
     tuple layout prompt fixed (see the module docstring).
 
     `layout=False` adds no layout sentence: for prompts that already state the
-    layout, as the grids' own prompts do (`GridSample.prompt`, validation)."""
+    layout, as the grids' own prompts do (`GridSample.prompt`, validation).
+    `layout_form` is how the sentence is written: "sentence" (the plain string) or
+    "tuple" (diffusers 0.42's tuple repr, what `build_instruction(config=None)` and a stock
+    diffusers call encode); training sees both."""
 
-    def __init__(self, *args, resolution: int = 384, layout: bool = True, **kwargs):
+    def __init__(self, *args, resolution: int = 384, layout: bool = True, layout_form: str = "sentence", **kwargs):
         super().__init__(*args, resolution=resolution, **kwargs)
-        self.layout = layout
+        diffusers_layout(1, 1, layout_form)  # validates the form
+        self.layout, self.layout_form = layout, layout_form
 
     def _row_size(self, row: list[Image.Image | None], divisible: int) -> tuple[int, int] | None:
         for image in row:  # the first image fixes the row's cell size, as in diffusers
@@ -86,8 +90,8 @@ class GridProcessor(VisualClozeProcessor):
         tensors = [[self.normalize(self.numpy_to_pt(self.pil_to_numpy(image))) for image in row] for row in processed]
         return tensors, image_sizes, target_position
 
-    def get_layout_prompt(self, size: tuple[int, int]) -> str:  # fix 3: diffusers' sentence as a string
-        return diffusers_layout(size[0], size[1], "sentence") if self.layout else ""
+    def get_layout_prompt(self, size: tuple[int, int]) -> str:  # fix 3: diffusers' sentence, as a string by default
+        return diffusers_layout(size[0], size[1], self.layout_form) if self.layout else ""
 
 
 @dataclass

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from diffusers import VisualClozeGenerationPipeline
 from PIL import Image
 
@@ -41,20 +40,9 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def tiny_lora(tiny_flux_fill, tmp_path_factory) -> Path:
-    """A rank-4 LoRA on the tiny transformer with non-zero B, saved in diffusers format (as `train` does)."""
-    from diffusers import FluxTransformer2DModel
-
-    from train.lora import add_lora, lora_metadata, lora_state_dict, save_lora
-
-    transformer = FluxTransformer2DModel.from_pretrained(tiny_flux_fill, subfolder="transformer")
-    add_lora(transformer, rank=4)
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, param in transformer.named_parameters():
-            if "lora_B" in name:
-                param.copy_(torch.randn(param.shape, generator=generator) * 0.05)
-    return save_lora(tmp_path_factory.mktemp("lora"), lora_state_dict(transformer), lora_metadata(transformer))
+def tiny_lora(tiny_flux_lora) -> Path:
+    """The LoRA under evaluation: tests/conftest.py's tiny exported LoRA (non-zero B, as `train` writes it)."""
+    return tiny_flux_lora
 
 
 @pytest.fixture(scope="module")

@@ -38,7 +38,7 @@ def test_every_stage_has_a_console_script():
 def test_installed_graph200k_script_prints_help():
     script = Path(sys.executable).parent / "graph200k"
     if not script.exists():
-        pytest.skip(f"{script} absent: the project is not installed in this environment (pip install -e .)")
+        pytest.fail(f"{script} absent: `make install` installs the project (pip install -e .) with its scripts")
     out = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "nodes" in out.stdout and "tasks" in out.stdout

@@ -109,7 +109,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     scoring.add_argument("--dino-model", default=DINO_MODEL, help=f"DINOv2 for dino (default {DINO_MODEL})")
     scoring.add_argument("--fid-features", default="auto", choices=FID_FEATURES,
                          help="features of fid/kid: auto = the FID Inception when present, else dino, else clip")
-    p.add_argument("--out", required=True, help="folder for items/, report.json, report.md and gallery.html")
+    p.add_argument("--out", required=True, help="folder for items/, report.json, provenance.json, report.md and gallery.html")
 
 
 def _lora(text: str | None) -> LoraSpec | None:

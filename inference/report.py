@@ -1,6 +1,6 @@
 """The evaluation's outputs: `report.json` (the contract), `report.md` (the paper's tables), `gallery.html`.
 
-report.json: `{"provenance": {...}, "rows": [row, ...]}`, one row per (variant, task, context):
+report.json: a list of rows (the issue's contract), one per (variant, task, context):
 `task`, `context`, `variant` ("lora" / "baseline"), `family`, `n` (items scored), `metrics`
 {name: mean}, `skipped` {metric: reason} (a whole row the shards cannot serve has n = 0 and
 `skipped["all"]`), and, when there is something to say, `extra` (kid_std, the FID features) and
@@ -8,6 +8,8 @@ report.json: `{"provenance": {...}, "rows": [row, ...]}`, one row per (variant, 
 rows, metric columns, each cell "ours / baseline"), then what was skipped and why.
 gallery.html shows every grid: the examples and the query's conditions, the ground truth and
 each variant's output, linked relatively so the folder can be moved or served as is.
+provenance.json: which weights and settings made the figures (model, LoRA paths and sha256,
+steps, seed, metric models, date, and the note that tiny models test wiring only).
 """
 
 from __future__ import annotations
@@ -28,8 +30,11 @@ DIGITS = {"canny_f1": 3, "ssim": 3, "maniqa": 3, "kid": 4}
 
 
 def write_report_json(out: Path, rows: list[dict], provenance: dict) -> Path:
+    """report.json (the rows) and provenance.json beside it; provenance first, so a report.json
+    is never newer than the provenance it belongs to."""
+    write_json(Path(out) / "provenance.json", {**provenance, "note": NOTE})
     path = Path(out) / "report.json"
-    write_json(path, {"provenance": {**provenance, "note": NOTE}, "rows": rows})
+    write_json(path, rows)
     return path
 
 
@@ -146,5 +151,5 @@ def write_outputs(out: Path, rows: list[dict], provenance: dict, refs: Sequence[
     paths = {"json": write_report_json(out, rows, provenance)}
     write_text(out / "report.md", markdown(rows, provenance))
     write_text(out / "gallery.html", gallery(out, refs, records))
-    paths.update(md=out / "report.md", gallery=out / "gallery.html")
+    paths.update(md=out / "report.md", gallery=out / "gallery.html", provenance=out / "provenance.json")
     return paths

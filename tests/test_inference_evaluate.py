@@ -91,7 +91,8 @@ def evaluation(sampler_shards, tiny_flux_fill, tiny_lora, model_dir, tmp_path_fa
     mtimes = {p: p.stat().st_mtime_ns for p in (out / "items").rglob(GENERATED)}
     second = run_recorded(args)
     return {"out": out, "args": args, "first": first, "second": second, "mtimes": mtimes,
-            "report": json.loads((out / "report.json").read_text())}
+            "report": {"rows": json.loads((out / "report.json").read_text()),
+                       "provenance": json.loads((out / "provenance.json").read_text())}}
 
 
 def items_of(out: Path) -> list[dict]:
@@ -103,6 +104,7 @@ def items_of(out: Path) -> list[dict]:
 
 def test_report_has_a_row_per_variant_task_and_context(evaluation, tiny_lora):
     report = evaluation["report"]
+    assert isinstance(report["rows"], list)  # the contract: report.json is a list of rows
     rows = {(r["variant"], r["task"], r["context"]): r for r in report["rows"]}
     assert set(rows) == {(v, t, c) for v in VARIANTS for t in TASKS for c in CONTEXTS}
     for (variant, task, context), row in rows.items():

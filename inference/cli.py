@@ -27,7 +27,7 @@ def add_generate_arguments(p: argparse.ArgumentParser) -> None:
     d = GenerateSettings()
     model = p.add_argument_group("model")
     model.add_argument("--model", default=d.model, help=f"FLUX.1-Fill-dev: hub id or folder (default {DEFAULT_MODEL})")
-    model.add_argument("--lora", action="append", default=[], metavar="PATH[:WEIGHT]",
+    model.add_argument("--lora", action="append", default=[], metavar="PATH[:WEIGHT]|none",
                        help="LoRA file, folder or hub id, weight 1 by default; repeat for several "
                             "(none: the base model)")
     model.add_argument("--device", default=d.device,
@@ -92,7 +92,8 @@ def settings_from_args(args: argparse.Namespace) -> GenerateSettings:
         upsampling = Upsampling(args.upsample_strength, _size(args.upsample_size) if args.upsample_size else None)
     elif args.upsample_size:
         raise InferenceError("--upsample-size is given without --upsample: add --upsample")
-    return GenerateSettings(model=args.model, loras=tuple(LoraSpec.parse(t) for t in args.lora), steps=args.steps,
+    loras = tuple(LoraSpec.parse(t) for t in args.lora if t.strip().lower() != "none")  # none: the base model
+    return GenerateSettings(model=args.model, loras=loras, steps=args.steps,
                             guidance=args.guidance, seed=args.seed, resolution=args.resolution, device=args.device,
                             dtype=args.dtype, offload=args.offload, max_sequence_length=args.max_sequence_length,
                             upsampling=upsampling)

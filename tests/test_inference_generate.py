@@ -203,6 +203,13 @@ def test_lora_spec_parses_weights_and_keeps_colons_in_paths():
     assert LoraSpec.parse("owner/repo:-1") == LoraSpec("owner/repo", -1.0)
 
 
+def test_lora_none_is_the_base_model_as_in_evaluate():
+    from inference.cli import build_parser, settings_from_args
+
+    args = build_parser().parse_args(["generate", "--task", "canny->target", "--lora", "none", "--out", "x"])
+    assert settings_from_args(args).loras == ()
+
+
 # ---------------------------------------------------------------- bad input
 
 

@@ -21,7 +21,7 @@ $(STAMP): requirements.txt pyproject.toml
 install: $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 # The demo grows stage by stage; each stage adds its own lines below.
 demo: $(STAMP)

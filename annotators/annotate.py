@@ -27,7 +27,7 @@ from graph200k.provenance import redo_command, source_id, stale_reason
 from graph200k.shardio import atomic_tar, iter_samples, read_stats, write_errors, write_json
 
 from .base import NODE_METADATA, Annotator, SampleInput, output_fields
-from .ingest import source_tar
+from .inputs.ingest import source_tar
 
 
 def node_tar(dataset: Path, node: str, shard: str) -> Path:

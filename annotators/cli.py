@@ -13,7 +13,7 @@ from graph200k.nodes import Graph200kError
 
 from .registry import DEFAULT_ANNOTATORS
 from .runner import AnnotatorUnavailable, RunConfig, RunSummary, collect_errors, run
-from .sources import DEFAULT_SAMPLES_PER_SHARD, InputError
+from .inputs.sources import DEFAULT_SAMPLES_PER_SHARD, InputError
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -102,7 +102,7 @@ def with_weight_options(settings: dict[str, dict[str, str]], model_dir: str | No
 
 def cmd_download(args: argparse.Namespace) -> int:
     """Fetch the weights of the chosen model-backed annotators (all by default); needs network."""
-    from .weights import download
+    from .models.weights import download
 
     chosen = DEFAULT_ANNOTATORS.ordered(args.names or None)
     specs = list(dict.fromkeys(spec for cls in chosen for spec in getattr(cls, "models", ())))

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from graph200k.shardio import write_json
 
 if TYPE_CHECKING:
-    from .sources import SourcePlan
+    from .inputs.sources import SourcePlan
 
 HASH_THREADS = 8  # reading is I/O-bound (network filesystems); hashlib releases the GIL
 UNREADABLE = "unreadable:"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from graph200k.shardio import read_stats, sample_fields, write_text
 
-from .sources import SourcePlan
+from .inputs.sources import SourcePlan
 
 PLAN_FILE = "plan.json"
 CUT_BY_SAMPLES_PER_SHARD = ("folder", "arrow")  # webdataset input keeps one source shard per input tar

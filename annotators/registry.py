@@ -14,9 +14,9 @@ from graph200k.catalog import DEFAULT_NODES
 from graph200k.nodes import NodeRegistry, Production
 
 from .base import Annotator
-from .canny import CannyAnnotator
-from .generative import GENERATIVE_ANNOTATORS
-from .perception import PERCEPTION_ANNOTATORS
+from .perception.canny import CannyAnnotator
+from .generative.catalog import GENERATIVE_ANNOTATORS
+from .perception.catalog import PERCEPTION_ANNOTATORS
 
 
 class AnnotatorRegistry:

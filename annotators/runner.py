@@ -41,8 +41,8 @@ from .annotate import is_done, node_tar, stale_input_message, stale_needs
 from .base import Annotator
 from .content_ids import ContentIds
 from .dataset_plan import check_plan, record_plan
-from .ingest import INGEST_VERSION, source_dir, source_tar, write_source_shard
-from .sources import DEFAULT_SAMPLES_PER_SHARD, ShardPlan, SourcePlan, plan_sources
+from .inputs.ingest import INGEST_VERSION, source_dir, source_tar, write_source_shard
+from .inputs.sources import DEFAULT_SAMPLES_PER_SHARD, ShardPlan, SourcePlan, plan_sources
 from .worker import AnnotatorWorker
 
 if TYPE_CHECKING:  # the registry imports every annotator module; Ray workers need none of them

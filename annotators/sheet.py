@@ -18,9 +18,9 @@ from PIL import Image, ImageDraw, ImageFont
 from graph200k.decode import decode_image
 
 from .base import SampleInput, WithExtras
-from .canny import CannyAnnotator
-from .fields import node_alias
-from .perception import PERCEPTION_ANNOTATORS
+from .perception.canny import CannyAnnotator
+from .inputs.fields import node_alias
+from .perception.catalog import PERCEPTION_ANNOTATORS
 
 SHEET_ANNOTATORS = (CannyAnnotator, *PERCEPTION_ANNOTATORS)
 CAPTION_HEIGHT = 34

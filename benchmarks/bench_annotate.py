@@ -1,7 +1,7 @@
 """Annotation throughput: canny through the Ray pipeline vs a plain single-process loop.
 
 Both sides do the same work per image on the same images: decode the JPEG
-(`graph200k.decode.decode_image`), Canny at 512 (`annotators.canny.canny_edges`)
+(`graph200k.decode.decode_image`), Canny at 512 (`annotators.perception.canny.canny_edges`)
 and encode the PNG (`annotators.base.encode_image`). The pipeline side also
 reads the source shards and writes the node shards, stats and errors records.
 Measured for a local Ray with 1 and with 2 CPUs, configured as
@@ -40,10 +40,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from annotators.base import encode_image  # noqa: E402
-from annotators.canny import CannyAnnotator, canny_edges  # noqa: E402
+from annotators.perception.canny import CannyAnnotator, canny_edges  # noqa: E402
 from annotators.registry import AnnotatorRegistry  # noqa: E402
 from annotators.runner import LOCAL_SYSTEM_CONFIG, RunConfig, RunSummary, run_annotator, write_sources  # noqa: E402
-from annotators.sources import plan_sources  # noqa: E402
+from annotators.inputs.sources import plan_sources  # noqa: E402
 from graph200k.decode import decode_image  # noqa: E402
 from graph200k.shardio import read_stats  # noqa: E402
 

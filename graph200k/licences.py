@@ -19,7 +19,7 @@ GRAPH200K_CREDIT = "Graph200K (VisualCloze), Apache-2.0"
 """Credit for samples imported from the Graph200K release (https://huggingface.co/datasets/VisualCloze/Graph200K)."""
 
 RELEASE_KINDS = ("arrow",)
-"""Input kinds read with the Graph200K release's column schema (`annotators.sources`)."""
+"""Input kinds read with the Graph200K release's column schema (`annotators.inputs.sources`)."""
 
 INPUT_LICENCE = "the input's own, not recorded (credit its publisher; Graph200K's is Apache-2.0)"
 NOT_RECORDED = "not recorded (rerun the annotator, or see `python -m annotators list`)"

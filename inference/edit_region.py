@@ -1,7 +1,7 @@
 """The region an editing node changed, at a cell's size: for "PSNR outside the edited region".
 
 `fill_edit` repaints the subject mask it records in its metadata (`{"fill_edit": {"mask":
-"grounded_mask" | "foreground", "mask_dilate": px}}`, annotators/fill_edit.py) and pastes the
+"grounded_mask" | "foreground", "mask_dilate": px}}`, annotators/generative/fill_edit.py) and pastes the
 target's own pixels outside it, so outside that (dilated) mask an edited image and its target
 agree, and a model mapping one to the other should keep those pixels. `depth_edit` regenerates
 the whole image: it has no region. A sample whose metadata names no mask (the Graph200K

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from annotators.base import Annotator, Availability, hub_weights_available
-from annotators.canny import CannyAnnotator
+from annotators.perception.canny import CannyAnnotator
 
 
 class MissingWeightsHed(Annotator):

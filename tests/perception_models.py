@@ -14,12 +14,12 @@ from pathlib import Path
 
 import torch
 
-from annotators.depth import DEPTH_ANYTHING_V2_LARGE
-from annotators.foreground import BIREFNET
-from annotators.grounding import QWEN25_VL_7B
-from annotators.hed import LLLYASVIEL_ANNOTATORS
-from annotators.sam2_masks import SAM2_LARGE
-from annotators.semantic import UPERNET_CONVNEXT_ADE20K
+from annotators.perception.depth import DEPTH_ANYTHING_V2_LARGE
+from annotators.perception.foreground import BIREFNET
+from annotators.perception.grounding import QWEN25_VL_7B
+from annotators.perception.hed import LLLYASVIEL_ANNOTATORS
+from annotators.perception.sam2_masks import SAM2_LARGE
+from annotators.perception.semantic import UPERNET_CONVNEXT_ADE20K
 
 
 def _random_state(build) -> dict:

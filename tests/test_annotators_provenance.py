@@ -21,15 +21,15 @@ import pytest
 
 from annotators.annotate import StaleInput, annotate_shard
 from annotators.base import Annotator
-from annotators.canny import CannyAnnotator
+from annotators.perception.canny import CannyAnnotator
 from annotators.cli import main as annotators_main
 from annotators.cli import print_summary
 from annotators.content_ids import ContentIds
 from annotators.dataset_plan import PlanConflict
-from annotators.ingest import write_source_shard
+from annotators.inputs.ingest import write_source_shard
 from annotators.registry import AnnotatorRegistry
 from annotators.runner import RunConfig, ray_session, run
-from annotators.sources import plan_sources
+from annotators.inputs.sources import plan_sources
 from graph200k.cli import main as graph200k_main
 from graph200k.packing import pack
 from graph200k.provenance import source_id

@@ -16,7 +16,7 @@ import pytest
 import webdataset as wds
 from PIL import Image
 
-from annotators.canny import CannyAnnotator
+from annotators.perception.canny import CannyAnnotator
 from annotators.registry import AnnotatorRegistry
 from annotators.runner import AnnotatorUnavailable, RunConfig, collect_errors, run
 from graph200k.decode import decode_image

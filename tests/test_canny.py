@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from annotators.base import SampleInput
-from annotators.canny import CannyAnnotator, canny_edges, detection_size
+from annotators.perception.canny import CannyAnnotator, canny_edges, detection_size
 from graph200k.decode import decode_image
 
 DATA = Path(__file__).resolve().parent / "data" / "graph200k_canny"

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from annotators.caption_edit import CaptionEdit, EditParseError, edit_messages, parse_caption_edit
+from annotators.generative.caption_edit import CaptionEdit, EditParseError, edit_messages, parse_caption_edit
 from tests.conftest import REPO
 
 SAMPLES = REPO / "samples"

@@ -16,15 +16,15 @@ import numpy as np
 import pytest
 
 from annotators.base import NODE_METADATA, SampleInput, output_fields
-from annotators.caption_edit import CaptionEdit, EditParseError
+from annotators.generative.caption_edit import CaptionEdit, EditParseError
 from annotators.cli import main as annotators_main
 from annotators.cli import parse_settings
-from annotators.depth_edit import DepthEditAnnotator
-from annotators.fill_edit import FillEditAnnotator
-from annotators.instant_style import InstantStyleAnnotator
-from annotators.redux_style import ReduxStyleAnnotator
+from annotators.generative.depth_edit import DepthEditAnnotator
+from annotators.generative.fill_edit import FillEditAnnotator
+from annotators.generative.instant_style import InstantStyleAnnotator
+from annotators.generative.redux_style import ReduxStyleAnnotator
 from annotators.runner import RunConfig, collect_errors, run
-from annotators.style_pool import DEMO_STYLE_DIR, StylePool
+from annotators.generative.style_pool import DEMO_STYLE_DIR, StylePool
 from graph200k.catalog import DEFAULT_NODES
 from graph200k.decode import decode_image
 from graph200k.layout import merge_metadata

@@ -18,7 +18,7 @@ import pytest
 from diffusers import VisualClozeGenerationPipeline
 from PIL import Image
 
-from annotators.canny import canny_edges
+from annotators.perception.canny import canny_edges
 from graph200k import TaskGraph, default_task_graph
 from inference import InferenceError
 from inference import item_generation

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from annotators.canny import canny_edges
+from annotators.perception.canny import canny_edges
 from graph200k.decode import decode_image
 from inference.errors import InferenceError
 from inference.metrics import (

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from annotators.fields import FieldRole
-from annotators.ingest import RawSample, check_sample, write_source_shard
+from annotators.inputs.fields import FieldRole
+from annotators.inputs.ingest import RawSample, check_sample, write_source_shard
 from annotators.runner import RunSummary, count_source_shards
-from annotators.sources import plan_sources
+from annotators.inputs.sources import plan_sources
 from graph200k.catalog import DEFAULT_NODES
 from graph200k.decode import normalise_image
 from graph200k.shardio import iter_samples, read_errors

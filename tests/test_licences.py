@@ -7,11 +7,11 @@ import json
 import pytest
 
 from annotators.annotate import annotate_shard
-from annotators.canny import CannyAnnotator
-from annotators.depth import DepthAnnotator
-from annotators.fill_edit import FillEditAnnotator
-from annotators.ingest import write_source_shard
-from annotators.sources import plan_sources
+from annotators.perception.canny import CannyAnnotator
+from annotators.perception.depth import DepthAnnotator
+from annotators.generative.fill_edit import FillEditAnnotator
+from annotators.inputs.ingest import write_source_shard
+from annotators.inputs.sources import plan_sources
 from graph200k import TaskGraph
 from graph200k.catalog import DEFAULT_NODES
 from graph200k.licences import GRAPH200K_CREDIT, NOT_RECORDED, licence_restriction

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from annotators.annotate import annotate_shard
-from annotators.canny import CannyAnnotator
-from annotators.ingest import write_source_shard
-from annotators.sources import plan_sources
+from annotators.perception.canny import CannyAnnotator
+from annotators.inputs.ingest import write_source_shard
+from annotators.inputs.sources import plan_sources
 from graph200k import TaskGraph
 from graph200k.cli import main as graph200k_main
 from graph200k.nodes import Graph200kError

@@ -11,21 +11,21 @@ import pytest
 from PIL import Image
 
 from annotators.base import NODE_METADATA, SampleInput, WithExtras, output_fields
-from annotators.colour_masks import distinct_colours, render_masks
-from annotators.depth import DepthAnnotator
-from annotators.depth_map import normalise_depth
-from annotators.foreground import ForegroundMaskAnnotator
-from annotators.grounding import GroundedSegmentationAnnotator
-from annotators.hed import HedAnnotator
-from annotators.mlsd import MlsdAnnotator
-from annotators.normal import NormalAnnotator
-from annotators.normal_map import renormalise, rgb_to_normals
-from annotators.openpose import OpenposeAnnotator
-from annotators.qwen_boxes import BoxParseError
+from annotators.perception.colour_masks import distinct_colours, render_masks
+from annotators.perception.depth import DepthAnnotator
+from annotators.perception.depth_map import normalise_depth
+from annotators.perception.foreground import ForegroundMaskAnnotator
+from annotators.perception.grounding import GroundedSegmentationAnnotator
+from annotators.perception.hed import HedAnnotator
+from annotators.perception.mlsd import MlsdAnnotator
+from annotators.perception.normal import NormalAnnotator
+from annotators.perception.normal_map import renormalise, rgb_to_normals
+from annotators.perception.openpose import OpenposeAnnotator
+from annotators.perception.qwen_boxes import BoxParseError
 from annotators.runner import RunConfig, collect_errors, run
-from annotators.sam2_masks import Sam2MaskAnnotator
-from annotators.segmentation_palette import ade20k_palette, colourise_labels
-from annotators.semantic import SemanticSegmentationAnnotator
+from annotators.perception.sam2_masks import Sam2MaskAnnotator
+from annotators.perception.segmentation_palette import ade20k_palette, colourise_labels
+from annotators.perception.semantic import SemanticSegmentationAnnotator
 from graph200k.catalog import DEFAULT_NODES
 from graph200k.shardio import iter_samples, read_stats
 from tests import perception_models as tiny
@@ -200,8 +200,8 @@ SCRIPTED_ANSWER = ('Here are the objects:\n```json\n[\n  {"bbox_2d": [0, 0, 28, 
 def test_grounded_shard_holds_mask_bbox_image_and_metadata(models_root, sam2_folder, tmp_path):
     """Success path end to end: Qwen (scripted answer) -> boxes -> SAM2 -> node shard fields and json."""
     from annotators.annotate import annotate_shard, node_tar
-    from annotators.ingest import write_source_shard
-    from annotators.sources import plan_sources
+    from annotators.inputs.ingest import write_source_shard
+    from annotators.inputs.sources import plan_sources
 
     scripted = tmp_path / "weights"
     tiny.qwen25_vl(scripted, SCRIPTED_ANSWER)

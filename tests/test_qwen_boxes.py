@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from annotators.qwen_boxes import BoxParseError, parse_qwen_boxes
+from annotators.perception.qwen_boxes import BoxParseError, parse_qwen_boxes
 
 # A 1024x768 photo is seen by Qwen2.5-VL (default pixel budget) as 1036x770 after smart_resize.
 INPUT, IMAGE = (1036, 770), (1024, 768)

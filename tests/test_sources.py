@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from annotators.fields import FieldRole, release_column_role, release_metadata_key, resolve_field
-from annotators.ingest import RawSample, check_sample
-from annotators.keys import KEY_PATTERN, assign_keys, sanitise_key
-from annotators.sources import InputError, plan_sources
+from annotators.inputs.fields import FieldRole, release_column_role, release_metadata_key, resolve_field
+from annotators.inputs.ingest import RawSample, check_sample
+from annotators.inputs.keys import KEY_PATTERN, assign_keys, sanitise_key
+from annotators.inputs.sources import InputError, plan_sources
 from graph200k.catalog import DEFAULT_NODES
 from tests import badinputs as bi
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from annotators.canny import canny_edges
+from annotators.perception.canny import canny_edges
 from graph200k import default_task_graph
 from inference.metrics import ClipScorer, canny_f1, psnr, ssim
 from inference.metrics.metric_models import CLIP_VIT_L14

@@ -35,7 +35,7 @@ import torch
 
 from train.tiny import atomic_dir, build_clip_tokenizer, build_t5_tokenizer, save_tiny_pipeline
 
-from annotators.caption_edit import edit_messages
+from annotators.generative.caption_edit import edit_messages
 
 T5_WIDTH = 4096  # FLUX.1 T5-XXL d_model: Redux writes prompt embeddings of this width
 CLIP_POOLED_WIDTH = 768  # FLUX.1 CLIP-L pooled width

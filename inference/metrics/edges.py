@@ -1,7 +1,7 @@
 """Canny F1: how well the generated image keeps the edges it was conditioned on.
 
 The generated image is re-annotated with the data's own canny annotator
-(`annotators.canny.canny_edges`: thresholds 100/200, detection with the short side
+(`annotators.perception.canny.canny_edges`: thresholds 100/200, detection with the short side
 at 512, as Graph200K made the maps) at the condition's size, and compared with the
 input edge map pixel by pixel. With `tolerance=0` (the default) this is
 OminiControl's plain per-pixel F1 over edge pixels: F1 = 2 TP / (|predicted| +
@@ -46,7 +46,7 @@ def edge_f1(predicted: ImageLike, reference: ImageLike, tolerance: int = 0) -> f
 
 def canny_f1(condition_edges: ImageLike, generated: ImageLike, tolerance: int = 0) -> float:
     """F1 between the input edge map and the canny edges of `generated` (scaled to the map's size first)."""
-    from annotators.canny import canny_edges
+    from annotators.perception.canny import canny_edges
 
     reference = as_gray(condition_edges, "canny_f1 condition edges")
     rgb = resize_to(as_rgb(generated, "canny_f1 generated"), reference.shape[:2])

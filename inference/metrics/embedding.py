@@ -15,8 +15,8 @@ from typing import ClassVar, Sequence
 import numpy as np
 import torch
 
-from annotators.torch_runtime import inference_device
-from annotators.weights import ModelSpec
+from annotators.models.torch_runtime import inference_device
+from annotators.models.weights import ModelSpec
 
 from ..errors import InferenceError
 from .metric_models import locate

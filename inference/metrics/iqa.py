@@ -21,7 +21,7 @@ from typing import Sequence
 import torch
 
 from annotators.base import hub_weights_available
-from annotators.torch_runtime import inference_device
+from annotators.models.torch_runtime import inference_device
 
 from ..errors import InferenceError
 from .pixels import ImageLike, as_rgb

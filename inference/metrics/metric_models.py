@@ -1,6 +1,6 @@
 """The published weights the metrics load, with their licences, and where each is looked for.
 
-Like the annotators' weights (`annotators.weights`), a metric model is found without
+Like the annotators' weights (`annotators.models.weights`), a metric model is found without
 touching the network: a local folder given in place of the hub id, `<model_dir>/<repo_id>/`,
 or the Hugging Face cache at the pinned revision. `download_metric_model` is the one
 step that fetches (on a machine with network).
@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from annotators.weights import TRANSFORMERS_WEIGHTS, ModelSpec, availability, download, resolve
+from annotators.models.weights import TRANSFORMERS_WEIGHTS, ModelSpec, availability, download, resolve
 
 from .skipped import MetricUnavailable, Skipped
 

@@ -61,7 +61,7 @@ def check_same_shape(generated: np.ndarray, reference: np.ndarray, metric: str) 
 
 
 def resize_to(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """`pixels` at (height, width) `size`: area interpolation down, Lanczos up (as `annotators.canny` does)."""
+    """`pixels` at (height, width) `size`: area interpolation down, Lanczos up (as `annotators.perception.canny` does)."""
     import cv2
 
     height, width = size

@@ -1,6 +1,6 @@
 """Controllability's instruments: re-annotate a generated image with the annotator that made the condition.
 
-`reannotate("depth", generated)` runs `annotators/depth.py` (the data's depth model)
+`reannotate("depth", generated)` runs `annotators/perception/depth.py` (the data's depth model)
 on the generated image and returns the map to compare with the input depth map
 (`map_rmse`); `"canny"` gives `canny_edges`; any other node with an annotator that
 reads only the image (hed, mlsd, openpose, normal, semantic_map, sam2_mask,
@@ -20,7 +20,7 @@ from functools import lru_cache
 import numpy as np
 
 from annotators.base import Annotator, SampleInput
-from annotators.generative import GENERATIVE_ANNOTATORS
+from annotators.generative.catalog import GENERATIVE_ANNOTATORS
 from annotators.registry import DEFAULT_ANNOTATORS, AnnotatorRegistry
 from graph200k.nodes import Graph200kError, NodeType
 

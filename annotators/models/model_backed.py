@@ -15,7 +15,7 @@ from typing import ClassVar
 
 import torch
 
-from .base import Annotator, Availability
+from ..base import Annotator, Availability
 from .torch_runtime import inference_device
 from .weights import ModelSpec, availability, resolve
 

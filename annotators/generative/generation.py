@@ -11,16 +11,16 @@ result is resized back to the target's size.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 from PIL import Image
 
-from .base import Availability
-from .model_backed import ModelBackedAnnotator, ModelSettings
-from .weights import ModelSpec
+from ..base import Availability
+from ..models.model_backed import ModelBackedAnnotator, ModelSettings
+from ..models.weights import ModelSpec
+from .style_pool import StylePool
 
 SIZE_MULTIPLE = 16
 OFFLOAD_MODES = ("model", "sequential", "none")
@@ -91,8 +91,6 @@ class StylingAnnotator(GenerativeAnnotator):
     """A generative annotator that draws its style references from the `style_dir` pool."""
 
     def availability(self) -> Availability:
-        from .style_pool import StylePool  # style_pool draws its seeds from this module
-
         found = super().availability()
         if not found.ok:
             return found
@@ -101,12 +99,6 @@ class StylingAnnotator(GenerativeAnnotator):
         except ValueError as err:
             return Availability(False, str(err), "pass --style-dir DIR with style images")
         return Availability.yes()
-
-
-def instance_seed(base_seed: int, node: str, key: str, index: int) -> int:
-    """A 31-bit seed for instance `index` of `node` in sample `key`, stable across runs and machines."""
-    digest = hashlib.sha256(f"{base_seed}/{node}/{key}/{index}".encode()).digest()
-    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
 def generator(seed: int) -> Any:

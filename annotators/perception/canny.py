@@ -15,7 +15,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from .base import Annotator, SampleInput
+from ..base import Annotator, SampleInput
 
 DETECT_RESOLUTION = 512
 LOW_THRESHOLD = 100

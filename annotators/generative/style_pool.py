@@ -17,9 +17,9 @@ import numpy as np
 
 from graph200k.decode import decode_image
 
-from .generation import instance_seed
+from .seeds import instance_seed
 
-DEMO_STYLE_DIR = Path(__file__).resolve().parents[1] / "styles"
+DEMO_STYLE_DIR = Path(__file__).resolve().parents[2] / "styles"
 STYLE_EXTS = (".jpg", ".jpeg", ".png", ".webp")
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from .base import Availability, hub_weights_available
+from ..base import Availability, hub_weights_available
 
 TRANSFORMERS_FILES = ("*.json", "*.safetensors", "*.txt", "*.jinja", "*.model", "*.tiktoken")
 """What a transformers checkpoint needs (configs, weights, tokenizer files); no .bin/.pt duplicates."""

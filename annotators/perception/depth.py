@@ -1,7 +1,7 @@
 """Depth as Graph200K made it (`depth-anything-v2_Large`): transformers `DepthAnythingForDepthEstimation`.
 
 Output: (H, W) uint8 at the target's size, near is bright, min-max normalised
-per image (`annotators.depth_map`). The default weights are
+per image (`annotators.perception.depth_map`). The default weights are
 Depth-Anything-V2-Large (CC-BY-NC-4.0, non-commercial); for a permissive
 dataset use `--set depth.model=LiheYoung/depth-anything-large-hf` (V1 Large,
 Apache-2.0, same class). Same-size images are batched through the processor;
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from .depth_map import normalise_depth
 from .image_to_map import ImageToMapAnnotator
-from .weights import TRANSFORMERS_WEIGHTS, ModelSpec
+from ..models.weights import TRANSFORMERS_WEIGHTS, ModelSpec
 
 DEPTH_ANYTHING_V2_LARGE = ModelSpec(
     "depth-anything/Depth-Anything-V2-Large-hf", "7581137eff8d4e94f6e796d3baea0e9fa79b22d2", "CC-BY-NC-4.0",

@@ -11,7 +11,7 @@ import numpy as np
 from .detector_annotator import DetectorAnnotator
 from .detector_maps import short_side
 from .hed import LLLYASVIEL_ANNOTATORS, LLLYASVIEL_LICENSE, LLLYASVIEL_REVISION
-from .weights import ModelSpec
+from ..models.weights import ModelSpec
 
 MLSD_WEIGHTS = ModelSpec(LLLYASVIEL_ANNOTATORS, LLLYASVIEL_REVISION, LLLYASVIEL_LICENSE,
                          required=("mlsd_large_512_fp32.pth",), patterns=("mlsd_large_512_fp32.pth",))

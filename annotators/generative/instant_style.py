@@ -20,12 +20,13 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from .base import NODE_METADATA, SampleInput
-from .canny import HIGH_THRESHOLD, LOW_THRESHOLD
+from ..base import NODE_METADATA, SampleInput
+from ..perception.canny import HIGH_THRESHOLD, LOW_THRESHOLD
 from .generation import (DIFFUSERS_FILES, GenerationSettings, StylingAnnotator, first_image, fit, generation_size,
-                         generator, instance_seed, place, to_pil)
+                         generator, place, to_pil)
+from .seeds import instance_seed
 from .style_pool import StylePool
-from .weights import ModelSpec
+from ..models.weights import ModelSpec
 
 SDXL = "stabilityai/stable-diffusion-xl-base-1.0"
 CANNY_CONTROLNET = "diffusers/controlnet-canny-sdxl-1.0"

@@ -2,7 +2,7 @@
 
 Graph200K used DSINE, which has no maintained library route and a
 non-commercial licence; NormalBae is the permissive stand-in. Its map is
-taken as it comes (see `annotators.normal_map` for the convention, red left,
+taken as it comes (see `annotators.perception.normal_map` for the convention, red left,
 green up, blue toward the camera, and what was checked); after resizing to the
 target, vectors are renormalised to unit length. Output: (H, W, 3) uint8 at
 the target's size. One image per call.
@@ -16,7 +16,7 @@ from .detector_annotator import DetectorAnnotator
 from .detector_maps import short_side
 from .hed import LLLYASVIEL_ANNOTATORS, LLLYASVIEL_LICENSE, LLLYASVIEL_REVISION
 from .normal_map import renormalise
-from .weights import ModelSpec
+from ..models.weights import ModelSpec
 
 NORMALBAE_WEIGHTS = ModelSpec(LLLYASVIEL_ANNOTATORS, LLLYASVIEL_REVISION, LLLYASVIEL_LICENSE,
                               required=("scannet.pt",), patterns=("scannet.pt",))

@@ -4,7 +4,7 @@ UniFormer (ControlNet's mmcv annotator) is not packaged; UperNet with a
 ConvNeXt backbone trained on ADE20K (`openmmlab/upernet-convnext-small`, MIT)
 predicts the same 150 classes. Output: (H, W, 3) uint8 at the target's size,
 each class in the ADE20K palette ControlNet's seg maps use
-(`annotators.segmentation_palette`). Same-size images are batched; bf16 on
+(`annotators.perception.segmentation_palette`). Same-size images are batched; bf16 on
 CUDA, fp32 on CPU.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from .segmentation_palette import colourise_labels
 from .image_to_map import ImageToMapAnnotator
-from .weights import TRANSFORMERS_WEIGHTS, ModelSpec
+from ..models.weights import TRANSFORMERS_WEIGHTS, ModelSpec
 
 UPERNET_CONVNEXT_ADE20K = ModelSpec(
     "openmmlab/upernet-convnext-small", "main", "MIT",

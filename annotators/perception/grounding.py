@@ -2,7 +2,7 @@
 
 1. `Qwen2_5_VLForConditionalGeneration` reads the image and its caption and
    prints JSON boxes (batched generation, greedy, left padding).
-2. `annotators.qwen_boxes` rescales them from the processor's resized input
+2. `annotators.perception.qwen_boxes` rescales them from the processor's resized input
    (`image_grid_thw` x patch size) to the image, clips and drops empty ones.
 3. `Sam2Model` is prompted with the boxes (one mask per box).
 
@@ -22,13 +22,13 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .base import NODE_METADATA, SampleInput, WithExtras
+from ..base import NODE_METADATA, SampleInput, WithExtras
 from .colour_masks import render_masks
-from .model_backed import ModelBackedAnnotator, ModelSettings
+from ..models.model_backed import ModelBackedAnnotator, ModelSettings
 from .qwen_boxes import BoxParseError, GroundedBox, parse_qwen_boxes
 from .sam2_masks import SAM2_LARGE
-from .torch_runtime import inference, weights_dtype
-from .weights import TRANSFORMERS_WEIGHTS, ModelSpec
+from ..models.torch_runtime import inference, weights_dtype
+from ..models.weights import TRANSFORMERS_WEIGHTS, ModelSpec
 
 QWEN25_VL_7B = ModelSpec(
     "Qwen/Qwen2.5-VL-7B-Instruct", "cc594898137f460bfe9f0759e9844b3ce807cfb5", "Apache-2.0",

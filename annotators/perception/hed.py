@@ -11,7 +11,7 @@ import numpy as np
 
 from .detector_annotator import DetectorAnnotator
 from .detector_maps import short_side
-from .weights import ModelSpec
+from ..models.weights import ModelSpec
 
 LLLYASVIEL_ANNOTATORS = "lllyasviel/Annotators"
 LLLYASVIEL_REVISION = "982e7edaec38759d914a963c48c4726685de7d96"

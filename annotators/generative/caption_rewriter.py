@@ -14,7 +14,7 @@ from typing import Any
 
 from .caption_edit import CaptionEdit, edit_messages, parse_caption_edit
 from .generation import GenerationSettings
-from .weights import TRANSFORMERS_FILES, TRANSFORMERS_WEIGHTS, ModelSpec
+from ..models.weights import TRANSFORMERS_FILES, TRANSFORMERS_WEIGHTS, ModelSpec
 
 DEFAULT_LLM = "Qwen/Qwen2.5-7B-Instruct"
 LLM_SPEC = ModelSpec(DEFAULT_LLM, "main", "Apache-2.0", ("config.json", "tokenizer_config.json"), TRANSFORMERS_FILES,

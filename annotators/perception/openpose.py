@@ -19,8 +19,8 @@ import numpy as np
 from .detector_annotator import DetectorAnnotator
 from .detector_maps import short_side
 from .hed import LLLYASVIEL_ANNOTATORS, LLLYASVIEL_LICENSE, LLLYASVIEL_REVISION
-from .model_backed import ModelSettings
-from .weights import ModelSpec
+from ..models.model_backed import ModelSettings
+from ..models.weights import ModelSpec
 
 BODY_FILE = "body_pose_model.pth"
 OPENPOSE_WEIGHTS = ModelSpec(LLLYASVIEL_ANNOTATORS, LLLYASVIEL_REVISION, LLLYASVIEL_LICENSE,

@@ -21,11 +21,12 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from .base import NODE_METADATA, SampleInput
+from ..base import NODE_METADATA, SampleInput
 from .caption_rewriter import LLM_SPEC, CaptionRewriter, CaptionRewriteSettings
 from .generation import (DIFFUSERS_FILES, FLUX_DEV_LICENSE, GenerativeAnnotator, first_image, fit,
-                         generation_size, generator, instance_seed, place)
-from .weights import ModelSpec
+                         generation_size, generator, place)
+from .seeds import instance_seed
+from ..models.weights import ModelSpec
 
 FLUX_FILL = "black-forest-labs/FLUX.1-Fill-dev"
 MASK_SOURCES = ("grounded_mask", "foreground")

@@ -15,10 +15,10 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 import torch
 
-from .base import SampleInput
+from ..base import SampleInput
 from .detector_maps import fit_to_target
-from .model_backed import DetectorSettings, ModelBackedAnnotator
-from .torch_runtime import inference
+from ..models.model_backed import DetectorSettings, ModelBackedAnnotator
+from ..models.torch_runtime import inference
 
 
 class DetectorAnnotator(ModelBackedAnnotator):

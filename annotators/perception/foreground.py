@@ -20,10 +20,10 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .base import Availability, SampleInput
-from .model_backed import ModelBackedAnnotator, ModelSettings
-from .torch_runtime import inference, weights_dtype
-from .weights import ModelSpec
+from ..base import Availability, SampleInput
+from ..models.model_backed import ModelBackedAnnotator, ModelSettings
+from ..models.torch_runtime import inference, weights_dtype
+from ..models.weights import ModelSpec
 
 BIREFNET = ModelSpec(
     "ZhengPeng7/BiRefNet", "e2bf8e4460fc8fa32bba5ea4d94b3233d367b0e4", "MIT",

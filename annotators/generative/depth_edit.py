@@ -14,12 +14,13 @@ from typing import Sequence
 
 import numpy as np
 
-from .base import NODE_METADATA, SampleInput
+from ..base import NODE_METADATA, SampleInput
 from .caption_rewriter import LLM_SPEC, CaptionRewriter, CaptionRewriteSettings
 from .generation import (DIFFUSERS_FILES, FLUX_DEV_LICENSE, GenerativeAnnotator, first_image, fit,
-                         generation_size, generator, instance_seed, place)
+                         generation_size, generator, place)
+from .seeds import instance_seed
 from .redux_style import FLUX_DEPTH
-from .weights import ModelSpec
+from ..models.weights import ModelSpec
 
 
 class DepthEditAnnotator(GenerativeAnnotator):

@@ -11,7 +11,7 @@ Three kinds of input, detected from the path:
   keys `<arrow file stem>-<row>` as in the release's examples.
 
 Planning only lists names (no pixel is read), gives every input its key
-(`annotators.keys`) and cuts the inputs into source shards of at most
+(`annotators.inputs.keys`) and cuts the inputs into source shards of at most
 `samples_per_shard` samples, numbered `000000`, `000001`, ... The plan is the
 same on every run over the same input, so a rerun finds its completed shards.
 
@@ -33,7 +33,7 @@ from pathlib import Path
 from graph200k.catalog import DEFAULT_NODES
 from graph200k.nodes import NodeRegistry
 
-from .content_ids import file_hash
+from ..content_ids import file_hash
 from .fields import IMAGE_EXTS, resolve_field
 from .keys import Collision, assign_keys
 

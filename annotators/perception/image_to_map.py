@@ -13,9 +13,9 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from .base import SampleInput
-from .model_backed import ModelBackedAnnotator
-from .torch_runtime import inference, same_size_groups, weights_dtype
+from ..base import SampleInput
+from ..models.model_backed import ModelBackedAnnotator
+from ..models.torch_runtime import inference, same_size_groups, weights_dtype
 
 
 class ImageToMapAnnotator(ModelBackedAnnotator):

@@ -4,7 +4,7 @@ The pipeline does the automatic mask generation: a points grid over the
 image, batched prompts (`points_per_batch`), the predicted-IoU and stability
 filters and NMS between masks. Masks smaller than `min_area_fraction` of the
 image are dropped, then every mask is painted in its own colour, larger masks
-first, black where none (`annotators.colour_masks`).
+first, black where none (`annotators.perception.colour_masks`).
 Output: (H, W, 3) uint8 at the target's size. fp32 weights under bf16 autocast
 on CUDA (as SAM2's own code runs), fp32 on CPU.
 """
@@ -18,11 +18,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .base import SampleInput
+from ..base import SampleInput
 from .colour_masks import render_masks
-from .model_backed import ModelBackedAnnotator, ModelSettings
-from .torch_runtime import inference
-from .weights import TRANSFORMERS_WEIGHTS, ModelSpec
+from ..models.model_backed import ModelBackedAnnotator, ModelSettings
+from ..models.torch_runtime import inference
+from ..models.weights import TRANSFORMERS_WEIGHTS, ModelSpec
 
 SAM2_LARGE = ModelSpec(
     "facebook/sam2.1-hiera-large", "665f8e2ad61cf5f53d65644ff27c8ee525124610", "Apache-2.0",

@@ -18,11 +18,12 @@ from typing import Sequence
 
 import numpy as np
 
-from .base import NODE_METADATA, SampleInput
+from ..base import NODE_METADATA, SampleInput
 from .generation import (DIFFUSERS_FILES, FLUX_DEV_LICENSE, GenerationSettings, StylingAnnotator, first_image, fit,
-                         generation_size, generator, instance_seed, place, to_pil)
+                         generation_size, generator, place, to_pil)
+from .seeds import instance_seed
 from .style_pool import StylePool
-from .weights import ModelSpec
+from ..models.weights import ModelSpec
 
 FLUX_REDUX = "black-forest-labs/FLUX.1-Redux-dev"
 FLUX_DEPTH = "black-forest-labs/FLUX.1-Depth-dev"

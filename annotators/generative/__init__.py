@@ -1,0 +1,1 @@
+"""Generative annotators: FLUX-based stylisation and editing, and the caption rewriter they use."""

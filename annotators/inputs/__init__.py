@@ -1,0 +1,1 @@
+"""Input handling: finding images, importing released data, naming fields and keys."""

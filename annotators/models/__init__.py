@@ -1,0 +1,1 @@
+"""Model plumbing shared by model-backed annotators: weights, devices, the loading base class."""

@@ -32,6 +32,7 @@ demo: $(STAMP)
 	$(PY) -m sampler degradations --image samples/2c4e256fa512cb7e7f433f4c7f9101de.jpg --out $(DEMO)/degradations.png --seed 0
 	$(MAKE) annotate shards
 	$(PY) -m sampler preview --shards $(DATASET)/shards --n 16 --out $(DEMO)/grids
+	$(PY) -m graph200k show --dataset $(DATASET) $(SHOW_KEYS) --out $(DEMO)/show
 	$(MAKE) train
 	$(MAKE) evaluate
 	@echo "demo outputs are in $(DEMO)/ and $(DATASET)/"
@@ -47,6 +48,8 @@ bench: $(STAMP)
 # Model weights: the Hugging Face cache, or MODEL_DIR=DIR holding DIR/<repo_id>/ (docs/annotators.md).
 ANNOTATE_INPUT ?= samples
 DATASET ?= data/demo
+# The sample(s) `make demo` draws with `graph200k show` (every node they carry, labelled).
+SHOW_KEYS ?= 78dc6506367d7aa43fe42a898abbfe4a
 annotate: $(STAMP)
 	$(PY) -m annotators run --input $(ANNOTATE_INPUT) --out $(DATASET) $(if $(MODEL_DIR),--model-dir $(MODEL_DIR))
 

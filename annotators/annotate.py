@@ -18,20 +18,16 @@ import json
 import time
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
+from graph200k.dataset_dir import SOURCE, DatasetDir
 from graph200k.decode import MAX_PIXELS, ImageDecodeError, decode_image
 from graph200k.layout import METADATA_FIELD, merge_metadata, stored_instances
 from graph200k.nodes import NodeRegistry
 from graph200k.provenance import redo_command, source_id, stale_reason
-from graph200k.shardio import atomic_tar, iter_samples, read_stats, write_errors, write_json
+from graph200k.shardio import atomic_tar, iter_samples, read_stats, stats_path, write_errors, write_json
 
 from .base import NODE_METADATA, Annotator, SampleInput, output_fields
-from .inputs.ingest import source_tar
-
-
-def node_tar(dataset: Path, node: str, shard: str) -> Path:
-    return dataset / "nodes" / node / f"{shard}.tar"
 
 
 class StaleInput(RuntimeError):
@@ -41,12 +37,13 @@ class StaleInput(RuntimeError):
 def shard_inputs(cls: type[Annotator], dataset: Path, shard: str, nodes: NodeRegistry) -> dict | None:
     """Ids of what a node shard is computed from (the source shard's content id, the read nodes' shard ids;
     None for a node that is absent or stale, since it is not read), or None if the source shard is missing."""
-    source = read_stats(source_tar(dataset, shard))
+    folder = DatasetDir(dataset)
+    source = read_stats(folder.source_tar(shard))
     if source is None:
         return None
-    inputs: dict[str, Any] = {"source": source_id(source)}
+    inputs: dict[str, Any] = {SOURCE: source_id(source)}
     for need in cls.reads(nodes):
-        stats = read_stats(node_tar(dataset, need, shard))
+        stats = read_stats(folder.node_tar(need, shard))
         inputs[need] = stats["id"] if stats and not stale_reason(dataset, need, shard) else None
     return inputs
 
@@ -82,7 +79,7 @@ def is_done(cls: type[Annotator], dataset: Path, shard: str, nodes: NodeRegistry
         return False
     wanted = shard_id(cls(nodes, settings), inputs)
     for node in cls.produces:
-        stats = read_stats(node_tar(dataset, node, shard))
+        stats = read_stats(DatasetDir(dataset).node_tar(node, shard))
         if stats is None or stats.get("id") != wanted:
             return False
     return True
@@ -105,8 +102,10 @@ def _decode_node(nodes: NodeRegistry, name: str, fields: dict[str, bytes], max_p
 class _ShardAnnotation:
     """State of one shard being annotated: writers, counts, errors."""
 
-    def __init__(self, annotator: Annotator, dataset: Path, shard: str, max_pixels: int):
+    def __init__(self, annotator: Annotator, dataset: Path, shard: str, max_pixels: int,
+                 on_sample: Callable[[int], None] | None = None):
         self.annotator = annotator
+        self.on_sample = on_sample or (lambda n: None)  # told of each sample done: written, present or failed
         self.nodes = annotator.nodes
         self.dataset = dataset
         self.shard = shard
@@ -119,12 +118,14 @@ class _ShardAnnotation:
 
     def _fail(self, key: str, reason: str) -> None:
         self.failed += 1
+        self.on_sample(1)
         self.errors.append({"key": key, "annotator": self.annotator.name, "reason": reason})
 
     def add(self, key: str, fields: dict[str, bytes]) -> None:
         produced = [self.nodes.get(n) for n in self.annotator.produces]
         if all(stored_instances(n, fields) for n in produced):
             self.present += 1
+            self.on_sample(1)
             return
         target = [f for f in fields if f.split(".")[0] == "target"]
         try:
@@ -169,6 +170,7 @@ class _ShardAnnotation:
             for node, fields in outcome.items():
                 self.writers[node].write({"__key__": sample.key, **fields})
             self.written += 1
+            self.on_sample(1)
 
     def _encode_all(self, batch: list[SampleInput], outputs: list) -> list[tuple[SampleInput, Any]]:
         if len(outputs) != len(batch):
@@ -199,14 +201,16 @@ class _ShardAnnotation:
 
 
 def annotate_shard(annotator: Annotator, dataset: Path, shard: str, max_pixels: int = MAX_PIXELS,
-                   worker_ready_at: float | None = None) -> dict:
+                   worker_ready_at: float | None = None, on_sample: Callable[[int], None] | None = None) -> dict:
     """Annotate one source shard; write the node shards, errors and stats; return the stats.
 
     `worker_ready_at` (when the worker finished loading its model) is recorded so
-    that start-up and steady-state throughput can be told apart."""
+    that start-up and steady-state throughput can be told apart. `on_sample(n)` is told of
+    samples done (written, already present or failed) as they are (the run's progress bar)."""
     started = time.time()
     cls = type(annotator)
     nodes = annotator.nodes
+    folder = DatasetDir(dataset)
     inputs = shard_inputs(cls, dataset, shard, nodes)
     if inputs is None:
         raise FileNotFoundError(f"source shard {shard} is not complete in {dataset}")
@@ -215,16 +219,16 @@ def annotate_shard(annotator: Annotator, dataset: Path, shard: str, max_pixels: 
         raise StaleInput(stale_input_message(dataset, shard, stale))
     deps = {}
     for need in cls.reads(nodes):
-        tar = node_tar(dataset, need, shard)
+        tar = folder.node_tar(need, shard)
         if inputs.get(need) is not None:  # complete and made from this source shard
             deps.update({s["__key__"]: merge_metadata({**deps.get(s["__key__"], {}), **s}, deps.get(s["__key__"], {}))
                          for s in iter_samples(tar)})
-    state = _ShardAnnotation(annotator, dataset, shard, max_pixels)
+    state = _ShardAnnotation(annotator, dataset, shard, max_pixels, on_sample)
     samples = 0
     with ExitStack() as stack:
         for node in cls.produces:
-            state.writers[node] = stack.enter_context(atomic_tar(node_tar(dataset, node, shard)))
-        for sample in iter_samples(source_tar(dataset, shard)):
+            state.writers[node] = stack.enter_context(atomic_tar(folder.node_tar(node, shard)))
+        for sample in iter_samples(folder.source_tar(shard)):
             key = sample.pop("__key__")
             fields = merge_metadata({**deps.get(key, {}), **sample}, deps.get(key, {}))
             fields.pop("__key__", None)
@@ -250,7 +254,7 @@ def annotate_shard(annotator: Annotator, dataset: Path, shard: str, max_pixels: 
         "worker_ready_at": None if worker_ready_at is None else round(worker_ready_at, 3),
     }
     for node in cls.produces:
-        tar = node_tar(dataset, node, shard)
+        tar = folder.node_tar(node, shard)
         write_errors(tar, state.errors)
-        write_json(tar.with_name(f"{shard}.stats.json"), {**stats, "node": node})
+        write_json(stats_path(tar), {**stats, "node": node})
     return stats

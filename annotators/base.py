@@ -22,11 +22,14 @@ every shard's stats) and override `is_available()` so a run without the weights
 skips them with a reason and the command that enables them
 (`hub_weights_available` does this for Hugging Face Hub models).
 
-Two optional extensions. Settings: an annotator with knobs (steps, model
-paths, a style folder) declares them as a frozen dataclass `Settings` whose
-defaults are the documented ones; `python -m annotators run --set
-NAME.FIELD=VALUE` overrides them, and `self.settings` holds the result. An
-annotator whose weights location is a setting overrides `availability()`.
+Two optional extensions. Settings: an annotator with knobs
+(`num_inference_steps`, model paths, a style folder) declares them as a frozen
+dataclass `Settings` whose defaults are the documented ones; `python -m
+annotators run --set NAME.FIELD=VALUE` overrides them, and `self.settings`
+holds the result. A renamed setting lists its former name in the class's
+`former_names` (former -> current): the former name is still accepted, and
+shard ids and records keep it (`output_settings`). An annotator whose weights
+location is a setting overrides `availability()`.
 Metadata: a result may carry `{NODE_METADATA: {node: JSON value}}` beside the
 images (seeds, the edit's name); it is stored as the node shard's `json`
 field and merged into the sample's metadata under the node's name.
@@ -46,7 +49,7 @@ import numpy as np
 from PIL import Image
 
 from graph200k.catalog import DEFAULT_NODES
-from graph200k.nodes import NodeRegistry, NodeType, Production
+from graph200k.nodes import NodeRegistry, NodeType, Production, field_name
 
 NODE_METADATA = "json"
 """Key of an `annotate` result that holds per-node metadata: `{node: JSON-serialisable value}`."""
@@ -92,8 +95,25 @@ def _convert(value: Any, kind: Any, where: str) -> Any:
     return value
 
 
+def former_names(settings_cls: type) -> Mapping[str, str]:
+    """A settings class's renamed fields, former name -> current name (its `former_names` class attribute)."""
+    return getattr(settings_cls, "former_names", {})
+
+
+def current_names(cls: type["Annotator"], values: Mapping[str, Any]) -> dict[str, Any]:
+    """`values` with each former setting name (`steps`) read as its current one (`num_inference_steps`)."""
+    renamed = former_names(cls.Settings)
+    for former, current in renamed.items():
+        if former in values and current in values:
+            raise ValueError(f"setting {cls.name}.{current} is given twice ({former!r} is its former name): "
+                             f"give {current!r} only")
+    return {renamed.get(name, name): value for name, value in values.items()}
+
+
 def make_settings(cls: type["Annotator"], values: Mapping[str, Any]) -> Any:
-    """`cls.Settings` with `values` applied (strings converted to the field's type); unknown names are an error."""
+    """`cls.Settings` with `values` applied (strings converted to the field's type); unknown names are an error.
+    A former setting name is still accepted for its current one (`former_names`)."""
+    values = current_names(cls, values)
     known = {f.name: f for f in dataclasses.fields(cls.Settings)}
     unknown = sorted(set(values) - set(known))
     if unknown:
@@ -148,8 +168,12 @@ class Annotator(ABC):
         self.settings = make_settings(type(self), settings or {})
 
     def output_settings(self) -> dict[str, Any]:
-        """The settings that shape the output (part of every shard's id, recorded in its stats)."""
-        return {k: v for k, v in dataclasses.asdict(self.settings).items() if k not in self.placement_settings}
+        """The settings that shape the output (part of every shard's id, recorded in its stats and metadata),
+        each under the name it was first recorded with: a renamed setting keeps its former name here
+        (`num_inference_steps` is recorded as `steps`), so shards made before the rename keep their ids."""
+        recorded = {current: former for former, current in former_names(self.Settings).items()}
+        return {recorded.get(k, k): v for k, v in dataclasses.asdict(self.settings).items()
+                if k not in self.placement_settings}
 
     # --- declaration helpers -------------------------------------------------------------
     @classmethod
@@ -254,7 +278,7 @@ class WithExtras:
 
 
 def output_fields(node: NodeType, value: Any) -> dict[str, bytes]:
-    """Shard fields (`<field>.<ext>`, `<field>.<i>.<ext>`, `<pair>.<i>.<ext>`, extras) for one node's output."""
+    """Shard fields (named by `NodeType.field_name`; extras as `<name>.<ext>`) for one node's output."""
     storage = node.storage
     assert storage is not None
     if isinstance(value, WithExtras):
@@ -265,10 +289,10 @@ def output_fields(node: NodeType, value: Any) -> dict[str, bytes]:
             if name not in declared:
                 raise ValueError(f"node {node.name!r} declares no extra field {name!r} "
                                  f"(declared: {', '.join(declared) or 'none'})")
-            fields[f"{name}.{declared[name]}"] = encode_image(image, declared[name], "RGB")
+            fields[field_name(name, None, declared[name])] = encode_image(image, declared[name], "RGB")
         return fields
     if node.max_instances == 1:
-        return {f"{storage.field}.{storage.ext}": encode_image(value, storage.ext, storage.mode)}
+        return {node.field_name(): encode_image(value, storage.ext, storage.mode)}
     if not isinstance(value, (list, tuple)):
         raise ValueError(f"node {node.name!r} has instances: return a list of images")
     if len(value) > node.max_instances:
@@ -277,10 +301,10 @@ def output_fields(node: NodeType, value: Any) -> dict[str, bytes]:
     for i, item in enumerate(value):
         if storage.pair_field:
             image, pair = item
-            fields[f"{storage.pair_field}.{i}.{storage.ext}"] = encode_image(pair, storage.ext, "RGB")
+            fields[node.field_name(i, pair=True)] = encode_image(pair, storage.ext, "RGB")
         else:
             image = item
-        fields[f"{storage.field}.{i}.{storage.ext}"] = encode_image(image, storage.ext, storage.mode)
+        fields[node.field_name(i)] = encode_image(image, storage.ext, storage.mode)
     return fields
 
 

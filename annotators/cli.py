@@ -8,19 +8,17 @@ import json
 import sys
 from pathlib import Path
 
+from graph200k.dataset_dir import DatasetDir
 from graph200k.decode import MAX_PIXELS
 from graph200k.nodes import Graph200kError
+from graph200k.quiet import add_verbose_argument
+from graph200k.quiet import configure as configure_output
+from graph200k.text_table import format_table
 
 from .registry import DEFAULT_ANNOTATORS
 from .runner import AnnotatorUnavailable, RunConfig, RunSummary, collect_errors, run
+from .inputs.columns import ColumnMap
 from .inputs.sources import DEFAULT_SAMPLES_PER_SHARD, InputError
-
-
-def _table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip(), "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
-    return "\n".join(lines)
 
 
 def print_summary(summary: RunSummary, errors: list[dict]) -> None:
@@ -31,11 +29,11 @@ def print_summary(summary: RunSummary, errors: list[dict]) -> None:
     if summary.unmatched_files:
         print(f"{len(summary.unmatched_files)} file(s) belong to no sample and were not read: "
               + ", ".join(summary.unmatched_files[:10]) + (" ..." if len(summary.unmatched_files) > 10 else ""))
-    rows = [[r.annotator, r.nodes, r.status, str(r.shards), str(r.written), str(r.already_present), str(r.failed),
-             r.why, r.how_to_enable] for r in summary.annotators]
+    rows = [[r.annotator, r.nodes, r.status, str(r.shards), str(r.written), str(r.already_present), str(r.failed)]
+            for r in summary.annotators]
     print()
-    print(_table(rows, ["annotator", "nodes", "status", "shards", "written", "imported", "failed", "why",
-                        "how to enable"]))
+    print(format_table(["annotator", "nodes", "status", "shards", "written", "imported", "failed"], rows,
+                       details=[[("why", r.why), ("enable", r.how_to_enable)] for r in summary.annotators]))
     for e in summary.shard_errors:
         print(f"shard {e['shard']} ({e['stage']}) did not complete: {e['error']}", file=sys.stderr)
     if summary.stale:
@@ -52,7 +50,7 @@ def print_summary(summary: RunSummary, errors: list[dict]) -> None:
         files = _error_files(Path(summary.dataset), errors)
         where = ", ".join(files[:5]) + (f" and {len(files) - 5} more" if len(files) > 5 else "")
         if summary.shard_errors:
-            where += (" and " if files else "") + f"{Path(summary.dataset) / 'run.json'} (shard_errors)"
+            where += (" and " if files else "") + f"{DatasetDir(summary.dataset).run_record} (shard_errors)"
         print(f"\nlost: {', '.join(lost)}; the records (key, source, field, file, reason) are in {where} "
               "(in Python: annotators.runner.collect_errors(dataset))")
     print(f"\ndataset: {summary.dataset}  ({summary.duration_s:.1f} s)")
@@ -68,8 +66,7 @@ def lost_inputs(summary: RunSummary) -> list[str]:
 
 def _error_files(dataset: Path, errors: list[dict]) -> list[str]:
     shards = dict.fromkeys((e["stage"], e["shard"]) for e in errors)
-    return [str(dataset / "source" / f"{shard}.errors.jsonl" if stage == "source" else
-                dataset / "nodes" / stage / f"{shard}.errors.jsonl") for stage, shard in shards]
+    return [str(DatasetDir(dataset).errors(stage, shard)) for stage, shard in shards]
 
 
 def parse_settings(pairs: list[str] | None, style_dir: str | None) -> dict[str, dict[str, str]]:
@@ -79,7 +76,8 @@ def parse_settings(pairs: list[str] | None, style_dir: str | None) -> dict[str, 
         name, dot, rest = pair.partition(".")
         field, eq, value = rest.partition("=")
         if not dot or not eq or not name or not field:
-            raise ValueError(f"--set {pair!r}: write ANNOTATOR.SETTING=VALUE (e.g. fill_edit.steps=28)")
+            raise ValueError(f"--set {pair!r}: write ANNOTATOR.SETTING=VALUE "
+                             "(e.g. fill_edit.num_inference_steps=28)")
         settings.setdefault(DEFAULT_ANNOTATORS.get(name).name, {})[field] = value
     if style_dir is not None:
         for cls in DEFAULT_ANNOTATORS.ordered():
@@ -109,6 +107,15 @@ def cmd_download(args: argparse.Namespace) -> int:
     if not specs:
         print("none of the chosen annotators loads weights")
         return 0
+    from graph200k.hub import hub_unreachable
+
+    why = hub_unreachable()  # seconds, instead of minutes of retries per file
+    if why:
+        named = "; ".join(f"{spec.repo_id}@{spec.revision[:12]} ({', '.join(spec.patterns)})" for spec in specs[:3])
+        print(f"error: cannot download {named}{f' and {len(specs) - 3} more' if len(specs) > 3 else ''}: {why}; "
+              "run `python -m annotators download` on a machine "
+              "with network and copy the files over (--model-dir DIR keeps them as DIR/<repo_id>/)", file=sys.stderr)
+        return 1
     failed = 0
     for spec in specs:
         try:
@@ -151,9 +158,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         gpus_per_worker=args.gpus_per_worker, batch_size=args.batch_size, max_pixels=args.max_pixels,
         follow_symlinks=args.follow_symlinks, progress=not args.no_progress,
         settings=with_weight_options(parse_settings(args.set, args.style_dir), args.model_dir, args.trust_remote_code),
+        columns=ColumnMap(args.image_col, args.caption_col),
     )
     summary = run(cfg)
     print_summary(summary, collect_errors(cfg.out))
+    if summary.succeeded == 0:
+        print(f"error: no sample of {cfg.input} was imported (0 of {summary.inputs} succeeded), so there is "
+              "nothing to annotate or pack; the reasons are listed above", file=sys.stderr)
+        return 1
     return 1 if lost_inputs(summary) else 0
 
 
@@ -170,8 +182,14 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(json.dumps([dict(zip(["name", "produces", "needs", "model_id", "revision", "license", "batch_size",
                                     "num_cpus", "num_gpus", "available"], r)) for r in rows], indent=1))
         return 0
-    print(_table(rows, ["annotator", "produces", "needs", "model", "revision", "licence", "batch", "cpus", "gpus",
-                        "available"]))
+    # model, revision, licence and why not available: a details line under the row (120 columns)
+    table = [[name, produces, needs, batch, cpus, gpus, available.partition(":")[0]]
+             for name, produces, needs, _, _, _, batch, cpus, gpus, available in rows]
+    details = [[("model", "" if model == "-" else f"{model} @ {revision[:12]} (licence: {licence})"),
+                ("not available", available[4:] if available.startswith("no: ") else "")]
+               for _, _, _, model, revision, licence, _, _, _, available in rows]
+    print(format_table(["annotator", "produces", "needs", "batch", "cpus", "gpus", "available"], table,
+                       details=details))
     missing = DEFAULT_ANNOTATORS.unannotated_nodes()
     if missing:
         print(f"\nnodes without an annotator yet (import them from existing data): {', '.join(missing)}")
@@ -185,7 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="write source shards and annotate them")
     p.add_argument("--input", required=True,
                    help="a folder (<key>.jpg, <key>.json, <key>.<node>.<ext>), webdataset .tar shards "
-                        "(file, folder or brace pattern) or the Graph200K release's Arrow files")
+                        "(file, folder or brace pattern), or a `datasets` dataset: the Graph200K release, a "
+                        "save_to_disk folder, Parquet files, a `graph200k export`")
     p.add_argument("--out", default="data/demo", help="dataset folder to write (default: data/demo)")
     p.add_argument("--annotators", nargs="+", metavar="NAME",
                    help=f"annotators or node types to run (default: all: {', '.join(DEFAULT_ANNOTATORS.names())})")
@@ -202,12 +221,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, help="override the annotators' declared batch size")
     p.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
                    help=f"refuse images with more pixels (default {MAX_PIXELS}, decompression-bomb guard)")
+    p.add_argument("--image-col", metavar="COLUMN", help="`datasets` input (Arrow/Parquet): the column holding "
+                   "the target image (like img2dataset's --url_col; default: the release's `target`)")
+    p.add_argument("--caption-col", metavar="COLUMN", help="`datasets` input: the column holding the caption "
+                   "(like img2dataset's --caption_col; default: the release's `description`)")
     p.add_argument("--follow-symlinks", action="store_true",
                    help="folder input: also read files and enter folders that symbolic links lead to outside "
                         "the input folder (default: recorded as errors, not read)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--set", action="append", metavar="ANNOTATOR.SETTING=VALUE",
-                   help="override an annotator setting (repeatable; see docs/annotators.md), e.g. fill_edit.steps=28")
+                   help="override an annotator setting (repeatable; see docs/annotators.md), "
+                        "e.g. fill_edit.num_inference_steps=28")
     p.add_argument("--style-dir", help="folder of style reference images for the style annotators "
                                        "(default: the bundled demo pool, samples/styles)")
     _weight_arguments(p)
@@ -225,16 +249,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sheet", help="picture of one sample folder through every perception annotator")
     p.add_argument("--sample", required=True, help="a sample folder: target.jpg and its maps (<node>.jpg)")
-    p.add_argument("--out", default="docs/img/annotators.png")
+    p.add_argument("--out", required=True, metavar="FILE.png",
+                   help="PNG to write (required: nothing is written unless asked; the docs picture is "
+                        "docs/img/annotators.png)")
     p.add_argument("--set", action="append", metavar="ANNOTATOR.SETTING=VALUE")
     _weight_arguments(p)
     p.set_defaults(func=cmd_sheet)
+    add_verbose_argument(parser)
     return parser
+
+
+def check_model_dir(args: argparse.Namespace) -> None:
+    """A `--model-dir` that is no folder is an error: ignored, it would send every lookup to the cache."""
+    folder = getattr(args, "model_dir", None)
+    if folder is None or Path(folder).is_dir():
+        return
+    what = "is a file" if Path(folder).exists() else "does not exist"
+    fix = (f"create it first (mkdir -p {folder}) or fix the path" if args.command == "download" else
+           "give the folder holding the weights as DIR/<repo_id>/ (docs/annotators.md), or leave --model-dir out "
+           "to use the Hugging Face cache")
+    raise ValueError(f"--model-dir {folder} {what}: {fix}")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_output(args.verbose, hub_progress=args.command == "download")
     try:
+        check_model_dir(args)
         return args.func(args)
     except (InputError, AnnotatorUnavailable, Graph200kError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

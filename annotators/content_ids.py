@@ -11,37 +11,17 @@ file whose bytes changed changes its shard's id, and only that shard is redone.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import stat
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from graph200k.dataset_dir import DatasetDir
 from graph200k.shardio import write_json
 
-if TYPE_CHECKING:
-    from .inputs.sources import SourcePlan
+from .inputs.sources import UNREADABLE, SourcePlan, file_hash
 
 HASH_THREADS = 8  # reading is I/O-bound (network filesystems); hashlib releases the GIL
-UNREADABLE = "unreadable:"
-
-
-def file_hash(path: str) -> str:
-    """sha256 of the file's bytes (32 hex digits), or `unreadable:<errno>` / `not a file` when it cannot
-    be read (ingest then records that sample's failure; the marker is never cached)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a pipe or device must not block planning
-    except OSError as err:
-        return f"{UNREADABLE}{err.errno}"
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return f"{UNREADABLE}not a file"
-        try:
-            return hashlib.file_digest(f, "sha256").hexdigest()[:32]
-        except OSError as err:
-            return f"{UNREADABLE}{err.errno}"
 
 
 def _stat_key(path: str) -> list[int] | None:
@@ -53,15 +33,16 @@ def _stat_key(path: str) -> list[int] | None:
 
 
 class ContentIds:
-    """Gives each shard of a plan its files' hashes, from the cache in `cache_dir` where it still holds."""
+    """Gives each shard of a plan its files' hashes, from the cache in the dataset folder `dataset`
+    (`DatasetDir.hashes`) where it still holds; without a folder, nothing is cached."""
 
-    def __init__(self, cache_dir: Path | None):
-        self.cache_dir = cache_dir
+    def __init__(self, dataset: Path | None):
+        self.folder = DatasetDir(dataset) if dataset is not None else None
         self.hashed = 0  # files read by this object (0 on a rerun over an unchanged tree)
         self._changed: dict[str, dict[str, list]] = {}  # shard -> its cache, where it changed
 
     def _cache_file(self, shard: str) -> Path | None:
-        return self.cache_dir / f"{shard}.hashes.json" if self.cache_dir else None
+        return self.folder.hashes(shard) if self.folder is not None else None
 
     def _load(self, shard: str) -> dict[str, list]:
         path = self._cache_file(shard)
@@ -71,7 +52,7 @@ class ContentIds:
             return {}
         return cache if isinstance(cache, dict) else {}
 
-    def attach(self, plan: "SourcePlan") -> None:
+    def attach(self, plan: SourcePlan) -> None:
         """Set `shard.hashes` for every shard of `plan`, so that its fingerprint reads nothing more
         (`save` writes the caches back)."""
         files = {s.shard: s.input_files() for s in plan.shards}
@@ -98,6 +79,6 @@ class ContentIds:
     def save(self) -> None:
         """Write the caches that `attach` changed."""
         for shard, entries in self._changed.items():
-            if self.cache_dir is not None:
+            if self.folder is not None:
                 write_json(self._cache_file(shard), entries)
         self._changed = {}

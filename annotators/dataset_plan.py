@@ -15,11 +15,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from graph200k.dataset_dir import DatasetDir, shard_name
 from graph200k.shardio import read_stats, sample_fields, write_text
 
 from .inputs.sources import SourcePlan
 
-PLAN_FILE = "plan.json"
 CUT_BY_SAMPLES_PER_SHARD = ("folder", "arrow")  # webdataset input keeps one source shard per input tar
 
 
@@ -36,20 +36,19 @@ def plan_record(plan: SourcePlan, samples_per_shard: int) -> dict:
 def read_record(dataset: Path) -> dict | None:
     """The dataset's plan record; for a dataset from before plan records, one rebuilt from its source
     shards (kind from their stats, samples per shard from `run.json`, keys from the tars' headers)."""
-    path = dataset / PLAN_FILE
-    if path.exists():
-        return json.loads(path.read_text(encoding="utf-8"))
-    tars = sorted((dataset / "source").glob("*.tar")) if (dataset / "source").is_dir() else []
-    complete = [(t, read_stats(t)) for t in tars if read_stats(t)]
+    folder = DatasetDir(dataset)
+    if folder.plan.exists():
+        return json.loads(folder.plan.read_text(encoding="utf-8"))
+    complete = [(t, read_stats(t)) for t in folder.source_tars() if read_stats(t)]
     if not complete:
         return None
     try:
-        run = json.loads((dataset / "run.json").read_text(encoding="utf-8"))
+        run = json.loads(folder.run_record.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         run = {}
     return {"input": run.get("input"), "kind": complete[0][1].get("kind"),
             "samples_per_shard": run.get("samples_per_shard"),
-            "shards": [{"shard": t.name[: -len(".tar")], "keys": sorted(sample_fields(t))} for t, _ in complete]}
+            "shards": [{"shard": shard_name(t), "keys": sorted(sample_fields(t))} for t, _ in complete]}
 
 
 def check_plan(dataset: Path, plan: SourcePlan, samples_per_shard: int) -> None:
@@ -80,7 +79,7 @@ def check_plan(dataset: Path, plan: SourcePlan, samples_per_shard: int) -> None:
 def record_plan(dataset: Path, plan: SourcePlan, samples_per_shard: int) -> None:
     """Write the plan record (atomically) if it changed."""
     record = plan_record(plan, samples_per_shard)
-    path = dataset / PLAN_FILE
+    path = DatasetDir(dataset).plan
     if path.exists() and json.loads(path.read_text(encoding="utf-8")) == record:
         return
     write_text(path, json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")

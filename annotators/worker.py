@@ -55,7 +55,7 @@ class AnnotatorWorker:
     """A Ray actor: builds the annotator and loads its model once, then annotates whole shards."""
 
     def __init__(self, annotator: str, dataset: str, batch_size: int | None, max_pixels: int,
-                 settings: dict | None = None):
+                 settings: dict | None = None, reporter: Any = None):
         import cv2
         import ray
 
@@ -71,6 +71,7 @@ class AnnotatorWorker:
         self.annotator.load()
         self.dataset = Path(dataset)
         self.max_pixels = max_pixels
+        self.reporter = reporter  # annotators.progress.SampleReporter: samples done, for the driver's bar
         self.ready_at = time.time()
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
@@ -78,7 +79,9 @@ class AnnotatorWorker:
         for shard in batch["job"]:
             try:
                 out.append(json.dumps(annotate_shard(self.annotator, self.dataset, str(shard), self.max_pixels,
-                                                       self.ready_at)))
+                                                       self.ready_at, on_sample=self.reporter)))
             except Exception as err:
                 out.append(json.dumps({"shard": str(shard), "error": f"{type(err).__name__}: {err}"}))
+            if self.reporter is not None:
+                self.reporter.flush()
         return {"stats": out}

@@ -56,7 +56,7 @@ def run_family(task: str, *, shards: Path, model: str, model_dir: Path, out: Pat
     from inference.evaluate import EvaluateSettings, evaluate
 
     settings = EvaluateSettings(shards=str(shards), out=str(out), lora=None, baseline=None, tasks=task,
-                                contexts=(0, 1, 2), per_task=per_task, model=model, steps=steps,
+                                contexts=(0, 1, 2), per_task=per_task, model=model, num_inference_steps=steps,
                                 resolution=resolution, max_sequence_length=512, device=device,
                                 model_dir=str(model_dir))
     AcceleratorState._reset_state(reset_partial_state=True)

@@ -14,10 +14,11 @@ _EXPORTS = {
     "DEFAULT_FAMILIES": "tasks", "FamilyRule": "tasks", "Slot": "tasks", "Task": "tasks",
     "TaskGraph": "tasks", "default_task_graph": "tasks", "slot": "tasks",
     "HoldoutFilter": "holdout", "is_held_out": "holdout",
+    "DatasetDir": "dataset_dir",
 }
 
 __all__ = [
-    "DEFAULT_FAMILIES", "DEFAULT_NODES", "DEGRADATION_NAMES", "FamilyRule", "Graph200kError",
+    "DEFAULT_FAMILIES", "DEFAULT_NODES", "DEGRADATION_NAMES", "DatasetDir", "FamilyRule", "Graph200kError",
     "Group", "HoldoutFilter", "NodeRegistry", "NodeType", "Production", "Slot", "Storage", "Task", "TaskGraph",
     "default_task_graph", "is_held_out", "slot",
 ]

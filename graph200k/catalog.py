@@ -18,6 +18,7 @@ Traits read by the task rules (`graph200k.tasks`):
 from __future__ import annotations
 
 from .nodes import Group, NodeRegistry, NodeType, Production, Storage
+from .quality import REFERENCE_RULE
 
 # Trait sets of the condition kinds.
 STRUCTURAL_MAP = frozenset({"generates_target", "pairs_with_reference", "structural", "predictable"})
@@ -85,7 +86,7 @@ REFERENCE = NodeType(
         "the subject shown on its own",
         "a reference photo of the object to preserve",
     ),
-    details={"release_field": "ref", "quality_rule": "objectConsistency >= 3"},
+    details={"release_field": "ref", "quality_rule": REFERENCE_RULE},
 )
 
 CONDITIONS = [

@@ -9,16 +9,16 @@ import sys
 from collections import Counter
 
 from .catalog import DEFAULT_NODES
+from .dataset_dir import PACK_CARD, PACK_INDEX, PACK_README
 from .nodes import Graph200kError
+from .quiet import add_verbose_argument
+from .quiet import configure as configure_output
 from .tasks import TaskGraph
+from .text_table import format_table, wrap_line
 
 
 def _print_table(rows: list[list[str]], header: list[str]) -> None:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    print("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())
-    print("  ".join("-" * w for w in widths))
-    for row in rows:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+    print(format_table(header, rows))
 
 
 def cmd_nodes(args: argparse.Namespace) -> None:
@@ -61,6 +61,18 @@ def cmd_graph(args: argparse.Namespace) -> None:
     print(f"wrote {path}")
 
 
+def cmd_show(args: argparse.Namespace) -> None:
+    # The one upward import of graph200k, in this command only: derived nodes and degradations are
+    # sampler code (docs/ARCHITECTURE.md, "layers").
+    from sampler.show import write_show
+
+    degradations = [d.strip() for d in args.degradations.split(",") if d.strip()]
+    for path, cells in write_show(args.dataset, args.keys, args.out, seed=args.seed, cell=args.cell,
+                                  degradations=degradations):
+        kinds = Counter(c.kind for c in cells)
+        print(f"wrote {path} ({len(cells)} cells: " + ", ".join(f"{n} {k}" for k, n in kinds.items()) + ")")
+
+
 def cmd_shards(args: argparse.Namespace) -> None:
     from .pack_holdout import parse_holdout
     from .packing import pack, parse_size
@@ -78,10 +90,25 @@ def cmd_shards(args: argparse.Namespace) -> None:
     unknown = sorted(holdout.keys - {e["key"] for e in result.index})
     if unknown:
         print(f"note: {len(unknown)} key(s) of --holdout-keys are not in this dataset, e.g. {unknown[0]!r}")
-    print("nodes: " + ", ".join(f"{n} {c}" for n, c in card["node_counts"].items() if c))
-    print(f"index: {result.out / 'index.jsonl'}  card: {result.out / 'dataset.json'}, {result.out / 'README.md'}")
+    print(wrap_line("nodes: " + ", ".join(f"{n} {c}" for n, c in card["node_counts"].items() if c)))
+    print(f"index: {result.out / PACK_INDEX}  card: {result.out / PACK_CARD}, {result.out / PACK_README}")
     for stale in card.get("stale_shards", []):
         print(f"not packed: {stale['shard']} is stale ({stale['why']}); redo: {stale['redo']}")
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from .export import export
+
+    result = export(Path(args.dataset), Path(args.out), args.format, overwrite=args.overwrite,
+                    progress=not args.no_progress)
+    print(f"exported {sum(result.splits.values())} samples ("
+          + ", ".join(f"{s} {n}" for s, n in result.splits.items()) + f") to {result.out} as {result.format}")
+    print(wrap_line("images: " + ", ".join(f"{c} {n}" for c, n in result.column_counts.items() if n)))
+    for name, n in sorted(result.unexported.items()):
+        print(f"not exported: field {name} of {n} sample(s) has no column in the release schema", file=sys.stderr)
+    print(f"load: {result.load_hint()}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,6 +131,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unfold", action="store_true", help="draw each degradation as its own node")
     p.set_defaults(func=cmd_graph)
 
+    p = sub.add_parser("show", help="a labelled contact sheet per sample of the packed shards: every node it "
+                                    "carries (stored, derived, a few degradations) and its caption")
+    p.add_argument("--dataset", required=True, help="dataset folder packed by `graph200k shards` (its shards/), "
+                                                    "or a packed shards folder")
+    p.add_argument("keys", nargs="+", metavar="KEY", help="sample keys (index.jsonl lists them)")
+    p.add_argument("--out", metavar="FILE_OR_DIR", help="FILE.png for one key, or a folder for <key>.png each "
+                                                        "(default: show-<key>.png in the current folder)")
+    p.add_argument("--degradations", default="gaussian_blur,jpeg,rain,inpainting",
+                   help="degradations of the target to show, comma-separated (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the degradations' severities (default 0)")
+    p.add_argument("--cell", type=int, default=256, help="cell height in px (default 256)")
+    p.set_defaults(func=cmd_show)
+
     p = sub.add_parser("shards", help="pack an annotated dataset folder into training shards, index and card")
     p.add_argument("--dataset", required=True, help="dataset folder written by `python -m annotators run`")
     p.add_argument("--out", help="output folder (default: DATASET/shards)")
@@ -114,12 +154,26 @@ def build_parser() -> argparse.ArgumentParser:
                    "when the dataset grows); 0 or absent: no heldout split")
     p.add_argument("--holdout-keys", metavar="FILE", help="also hold out these sample keys (one a line)")
     p.set_defaults(func=cmd_shards)
+
+    p = sub.add_parser("export", help="write the packed shards as a Hugging Face `datasets` dataset "
+                                      "(the Graph200K release's columns)")
+    p.add_argument("--dataset", required=True, help="dataset folder packed by `python -m graph200k shards` "
+                                                     "(or the pack folder itself)")
+    p.add_argument("--out", required=True, help="folder to write (outside the dataset folder)")
+    p.add_argument("--format", choices=["arrow", "parquet"], default="arrow",
+                   help="arrow: DatasetDict.save_to_disk (datasets.load_from_disk); parquet: data/<split>-*.parquet "
+                        "(load_dataset('parquet', ...), the Hub's layout). Default: arrow")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it holds files")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_export)
+    add_verbose_argument(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    configure_output(args.verbose)
     try:
         args.func(args)
         sys.stdout.flush()  # a reader that closed early shows here, not at interpreter exit

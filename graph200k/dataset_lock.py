@@ -25,9 +25,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from .dataset_dir import LOCK_NAME, DatasetDir
 from .nodes import Graph200kError
 
-LOCK_NAME = ".graph200k.lock"
+__all__ = ["LOCK_NAME", "DatasetLocked", "dataset_lock"]
+
 HEARTBEAT_S = 60.0
 STALE_AFTER_S = 30 * 60.0  # many missed heartbeats: the holder's node is gone (or its clock is far off)
 UNREADABLE_GRACE_S = 60.0  # an empty lock file younger than this may be a holder still writing it
@@ -116,7 +118,7 @@ def dataset_lock(dataset: str | os.PathLike, command: str, create: bool = True) 
         folder.mkdir(parents=True, exist_ok=True)
     elif not folder.is_dir():
         raise Graph200kError(f"dataset folder {folder} does not exist")
-    lock = folder / LOCK_NAME
+    lock = DatasetDir(folder).lock
     mine = {"pid": os.getpid(), "host": socket.gethostname(), "started_at": round(time.time(), 3),
             "command": command, "token": uuid.uuid4().hex}
     for _ in range(5):

@@ -3,7 +3,9 @@
 The field names are the contract between annotators, packed shards and the
 sampler (see docs/ARCHITECTURE.md): `<field>.<ext>` for a single-instance
 node, `<field>.<i>.<ext>` for instance `i`, `<pair_field>.<i>.<ext>` for the
-image paired with it (a style's reference), and `json` for the metadata.
+image paired with it (a style's reference), and `json` for the metadata. The
+scheme is spelled once, in `graph200k.nodes` (`field_name`, `split_field`,
+`NodeType.field_name`); this module reads samples with it.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from .catalog import DEFAULT_NODES
-from .nodes import NodeRegistry, NodeType, Production
+from .nodes import NodeRegistry, NodeType, Production, split_field
+from .quality import reference_usable
 
 METADATA_FIELD = "json"
 
@@ -29,22 +32,13 @@ class Instance:
     pair: str | None = None
 
 
-def _split(field: str) -> tuple[str, int | None, str] | None:
-    parts = field.split(".")
-    if len(parts) == 2:
-        return parts[0], None, parts[1]
-    if len(parts) == 3 and parts[1].isdigit():
-        return parts[0], int(parts[1]), parts[2]
-    return None
-
-
 def stored_instances(node: NodeType, fields: Iterable[str]) -> list[Instance]:
     """The instances of `node` found among a sample's field names (any image extension)."""
     if node.storage is None:
         return []
     by_stem: dict[tuple[str, int | None], str] = {}
     for field in fields:
-        split = _split(field)
+        split = split_field(field)
         if split:
             by_stem.setdefault((split[0], split[1]), field)
     storage = node.storage
@@ -78,6 +72,17 @@ def nodes_present(fields: Iterable[str], nodes: NodeRegistry = DEFAULT_NODES) ->
         if ok:
             present.add(node.name)
     return present
+
+
+def usable_nodes(fields: Iterable[str], meta: object, nodes: NodeRegistry = DEFAULT_NODES) -> set[str]:
+    """The nodes a sample serves tasks with: `nodes_present` over its fields, without the reference
+    (nor anything that needs it) when the reference-quality rule rejects it (`graph200k.quality`).
+    Packing's index and card and the sampler's pool both ask this, so they never disagree."""
+    fields = list(fields)
+    if not reference_usable(meta) and "reference" in nodes:
+        reference = nodes.get("reference").storage.field
+        fields = [f for f in fields if f.split(".")[0] != reference]
+    return nodes_present(fields, nodes)
 
 
 def merge_metadata(fields: dict, *others: dict) -> dict:

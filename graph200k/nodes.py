@@ -40,6 +40,23 @@ class Production(str, Enum):
     ONLINE = "online"  # computed at sampling time from the target (degradations)
 
 
+def field_name(stem: str, index: int | None, ext: str) -> str:
+    """The shard field naming scheme, the one place it is spelled: `<stem>.<ext>`, or
+    `<stem>.<i>.<ext>` for instance `i` of a node that carries several. `split_field` reads it back."""
+    return f"{stem}.{ext}" if index is None else f"{stem}.{index}.{ext}"
+
+
+def split_field(field: str) -> tuple[str, int | None, str] | None:
+    """`canny.png` -> ("canny", None, "png"); `fill_edit.0.jpg` -> ("fill_edit", 0, "jpg");
+    None for a name outside the scheme (`json`, `a.b.c`)."""
+    parts = field.split(".")
+    if len(parts) == 2:
+        return parts[0], None, parts[1]
+    if len(parts) == 3 and parts[1].isdigit():
+        return parts[0], int(parts[1]), parts[2]
+    return None
+
+
 @dataclass(frozen=True)
 class Storage:
     """How a node is stored in a shard: `<field>.<ext>`, or `<field>.<i>.<ext>` when
@@ -52,15 +69,22 @@ class Storage:
     mode: str = "RGB"
     pair_field: str | None = None
 
+    def field_name(self, index: int | None = None, pair: bool = False, ext: str | None = None) -> str:
+        """The field of instance `index` (None: a single-instance node), of its paired image when `pair`,
+        with extension `ext` (default the storage's: an imported image may keep its own)."""
+        if pair and not self.pair_field:
+            raise Graph200kError(f"storage {self.field!r} has no pair field")
+        return field_name(self.pair_field if pair else self.field, index, ext or self.ext)
+
     def names(self, max_instances: int) -> list[str]:
-        """The shard field names this storage can occupy."""
+        """The shard field names this storage can occupy (each instance followed by its pair)."""
         if max_instances == 1:
-            return [f"{self.field}.{self.ext}"]
+            return [self.field_name()]
         names = []
         for i in range(max_instances):
-            names.append(f"{self.field}.{i}.{self.ext}")
+            names.append(self.field_name(i))
             if self.pair_field:
-                names.append(f"{self.pair_field}.{i}.{self.ext}")
+                names.append(self.field_name(i, pair=True))
         return names
 
 
@@ -94,6 +118,16 @@ class NodeType:
     def columns(self) -> int:
         """Grid columns this node fills: a style node shows its reference beside it."""
         return 2 if self.storage is not None and self.storage.pair_field else 1
+
+    def field_name(self, index: int = 0, pair: bool = False, ext: str | None = None) -> str:
+        """The shard field of instance `index` (of its paired image when `pair`) with extension `ext`
+        (default the storage's): `<field>.<ext>` for a single-instance node, else
+        `<field>.<i>.<ext>` / `<pair_field>.<i>.<ext>`."""
+        if self.storage is None:
+            raise Graph200kError(f"node {self.name!r} is not stored in shards")
+        if self.max_instances == 1:
+            return self.storage.field_name(ext=ext)
+        return self.storage.field_name(index, pair, ext)
 
     def produced_by_label(self) -> str:
         """`source`, `annotator:<name>`, `derived:<field>`, `online:<kind>`."""

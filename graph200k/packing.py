@@ -36,15 +36,16 @@ from typing import Iterator
 from tqdm import tqdm
 
 from .catalog import DEFAULT_NODES
+from .dataset_dir import PACK_CARD, PACK_INDEX, PACK_README, SOURCE, DatasetDir, shard_name
 from .decode import ImageDecodeError, image_size
-from .layout import METADATA_FIELD, merge_metadata, nodes_present
+from .layout import METADATA_FIELD, merge_metadata, usable_nodes
 from .licences import grouped_rows, most_restrictive, node_provenance
 from .dataset_lock import dataset_lock
 from .nodes import Graph200kError, NodeRegistry
 from .pack_holdout import HoldoutSpec
 from .provenance import redo_command, stale_reason
-from .quality import REFERENCE_RULE, reference_usable
-from .shardio import PARTIAL, atomic_tar, iter_samples, read_stats, sample_fields, write_json, write_text
+from .quality import REFERENCE_RULE
+from .shardio import PARTIAL, atomic_tar, iter_samples, read_stats, sample_fields, stats_path, write_json, write_text
 from .tasks import TaskGraph
 
 DEFAULT_MAX_SHARD_SIZE = 1_000_000_000
@@ -71,13 +72,6 @@ def parse_size(text: str | int) -> int:
     if size < 1:
         raise Graph200kError(f"shard size must be positive, got {text!r}")
     return size
-
-
-def usable_fields(fields: list[str], meta: dict) -> list[str]:
-    """Fields minus the reference when its quality says it does not show the same subject."""
-    if reference_usable(meta):
-        return fields
-    return [f for f in fields if f.split(".")[0] != "reference"]
 
 
 class _Peek:
@@ -237,18 +231,24 @@ def _pack(dataset: str | Path, out: str | Path | None, max_shard_size: int, node
           graph: TaskGraph | None, progress: bool, holdout: HoldoutSpec) -> PackResult:
     started = time.time()
     dataset = Path(dataset)
-    out = Path(out) if out else dataset / "shards"
-    source = dataset / "source"
+    folders = DatasetDir(dataset)
+    out = Path(out) if out else folders.packed
+    source = folders.source
     if not source.is_dir():
-        raise Graph200kError(f"{dataset} has no source/ folder: run `python -m annotators run --out {dataset}` first")
-    sources = sorted(source.glob("*.tar"))
+        raise Graph200kError(f"{dataset} has no {source.name}/ folder: run `python -m annotators run --out {dataset}` first")
+    sources = folders.source_tars()
     complete = [t for t in sources if read_stats(t)]
     incomplete = [t.name for t in sources if not read_stats(t)]
     if not complete:
         raise Graph200kError(f"{source} holds no complete source shard (no *.stats.json)")
-    node_dirs = sorted(p for p in (dataset / "nodes").glob("*") if p.is_dir()) if (dataset / "nodes").exists() else []
+    if not any(read_stats(t).get("succeeded") for t in complete):
+        failed = sum(read_stats(t).get("failed", 0) for t in complete)
+        raise Graph200kError(f"nothing to pack: no input sample of {dataset} was imported (0 succeeded, {failed} "
+                             f"failed; reasons in {source}/*.errors.jsonl): fix the input and rerun "
+                             "`python -m annotators run`")
+    node_dirs = folders.node_dirs()
     if not out.name or out.name in (".", ".."):
-        raise Graph200kError(f"--out {out} names no folder: give one, e.g. {dataset / 'shards'}")
+        raise Graph200kError(f"--out {out} names no folder: give one, e.g. {folders.packed}")
     remove_other_generations(out, keep=current_generation(out))
     generation = new_generation()
     folder = generation_folder(out, generation)
@@ -260,17 +260,17 @@ def _pack(dataset: str | Path, out: str | Path | None, max_shard_size: int, node
     annotators: dict[str, dict] = {}
     incomplete_nodes: list[str] = []
     stale_nodes: list[dict] = []
-    failures = {"source": 0}
+    failures = {SOURCE: 0}
     try:
         for tar in tqdm(complete, desc="packing", unit="shard", disable=not progress):
-            shard = tar.name[: -len(".tar")]
-            failures["source"] += read_stats(tar)["failed"]
+            shard = shard_name(tar)
+            failures[SOURCE] += read_stats(tar)["failed"]
             peeks: list[tuple[str, _Peek]] = []
             for node_dir in node_dirs:
-                node_tar = node_dir / f"{shard}.tar"
+                node_tar = folders.node_tar(node_dir.name, shard)
                 stats = read_stats(node_tar)
                 if stats is None:
-                    if node_tar.exists() or (node_dir / f"{shard}.stats.json").exists():
+                    if node_tar.exists() or stats_path(node_tar).exists():
                         incomplete_nodes.append(f"{node_dir.name}/{shard}")
                     continue
                 why = stale_reason(dataset, node_dir.name, shard)
@@ -293,7 +293,7 @@ def _pack(dataset: str | Path, out: str | Path | None, max_shard_size: int, node
                     merged = merge_metadata(merged, taken)  # a node's `json` (edit names, seeds) joins the sample's
                 meta = json.loads(merged.get(METADATA_FIELD, b"{}"))
                 fields = sorted(k for k in merged if k != "__key__")
-                present = nodes_present(usable_fields(fields, meta), nodes)
+                present = usable_nodes(fields, meta, nodes)
                 split = "heldout" if held_out(key) else "train"
                 name = (heldout_writer if split == "heldout" else writer).write(merged)
                 index.append({"key": key, "shard": name, "split": split, "nodes": sorted(present), "fields": fields,
@@ -307,11 +307,11 @@ def _pack(dataset: str | Path, out: str | Path | None, max_shard_size: int, node
                             failures=failures, incomplete=incomplete + incomplete_nodes, stale=stale_nodes,
                             inputs=[read_stats(t) for t in complete], holdout=holdout)
         index_text = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in index)
-        card.update(generation=generation, index=_file_record("index.jsonl", index_text.encode("utf-8")),
+        card.update(generation=generation, index=_file_record(PACK_INDEX, index_text.encode("utf-8")),
                     duration_s=round(time.time() - started, 3))
-        write_text(folder / "index.jsonl", index_text)
-        write_json(folder / "dataset.json", card)
-        write_text(folder / "README.md", render_card(card))
+        write_text(folder / PACK_INDEX, index_text)
+        write_json(folder / PACK_CARD, card)
+        write_text(folder / PACK_README, render_card(card))
         switch_pack(out, folder)
     except BaseException:
         writer.abort()

@@ -17,6 +17,7 @@ import json
 import shlex
 from pathlib import Path
 
+from .dataset_dir import SOURCE, DatasetDir, shard_name
 from .shardio import read_stats
 
 
@@ -27,29 +28,22 @@ def source_id(stats: dict) -> str:
     return hashlib.sha1(json.dumps(what).encode()).hexdigest()[:16]
 
 
-def _source_tar(dataset: Path, shard: str) -> Path:
-    return dataset / "source" / f"{shard}.tar"
-
-
-def _node_tar(dataset: Path, node: str, shard: str) -> Path:
-    return dataset / "nodes" / node / f"{shard}.tar"
-
-
 def stale_reason(dataset: Path, node: str, shard: str, _depth: int = 0) -> str | None:
     """Why the complete node shard `node/shard` no longer matches the shards it was made from, or None."""
-    stats = read_stats(_node_tar(dataset, node, shard))
+    folder = DatasetDir(dataset)
+    stats = read_stats(folder.node_tar(node, shard))
     if stats is None:
         return None
-    source = read_stats(_source_tar(dataset, shard))
+    source = read_stats(folder.source_tar(shard))
     inputs = stats.get("inputs") or {}
     if source is None:
         return f"source shard {shard} is missing or incomplete"
-    if inputs.get("source") != source_id(source):
+    if inputs.get(SOURCE) != source_id(source):
         return f"made from another version of source shard {shard} (its input changed)"
     for need, recorded in sorted(inputs.items()):
-        if need == "source":
+        if need == SOURCE:
             continue
-        current = read_stats(_node_tar(dataset, need, shard))
+        current = read_stats(folder.node_tar(need, shard))
         now = current.get("id") if current else None
         if now != recorded:
             return (f"made without {need}/{shard}, which exists now" if recorded is None else
@@ -64,7 +58,7 @@ def redo_command(dataset: Path, annotator: str, input: str | None = None) -> str
     """The command that redoes `annotator`'s stale shards: the last run's input (`run.json`) unless given."""
     if input is None:
         try:
-            input = json.loads((dataset / "run.json").read_text(encoding="utf-8")).get("input")
+            input = json.loads(DatasetDir(dataset).run_record.read_text(encoding="utf-8")).get("input")
         except (OSError, json.JSONDecodeError):
             input = None
     return (f"python -m annotators run --input {shlex.quote(str(input)) if input else 'INPUT'} "
@@ -74,12 +68,13 @@ def redo_command(dataset: Path, annotator: str, input: str | None = None) -> str
 def stale_node_shards(dataset: Path, shards: list[str] | None = None, input: str | None = None) -> list[dict]:
     """Every complete, stale node shard of `dataset` (of `shards`, default all): shard, annotator, why, redo."""
     found = []
-    for node_dir in sorted(p for p in (dataset / "nodes").glob("*") if p.is_dir()):
-        names = shards if shards is not None else sorted(t.name[: -len(".tar")] for t in node_dir.glob("*.tar"))
+    folder = DatasetDir(dataset)
+    for node_dir in folder.node_dirs():
+        names = shards if shards is not None else sorted(shard_name(t) for t in folder.node_tars(node_dir.name))
         for shard in names:
             why = stale_reason(dataset, node_dir.name, shard)
             if why:
-                annotator = read_stats(_node_tar(dataset, node_dir.name, shard)).get("annotator") or node_dir.name
+                annotator = read_stats(folder.node_tar(node_dir.name, shard)).get("annotator") or node_dir.name
                 found.append({"shard": f"{node_dir.name}/{shard}", "annotator": annotator, "why": why,
                               "redo": redo_command(dataset, annotator, input)})
     return found

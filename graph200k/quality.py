@@ -3,7 +3,10 @@
 Graph200K rates how well the reference shows the same subject as the target
 (`quality.objectConsistency`, 1-5). Packing (which node types a sample counts
 for, in the index and the card) and the sampler (which tasks a sample may
-serve) apply this one rule, so they never disagree about a sample.
+serve) apply this one rule, through `graph200k.layout.usable_nodes`, so they
+never disagree about a sample. The threshold is declared here once; the rule's
+text (`REFERENCE_RULE`, in the card and in the catalog's `reference` entry) is
+derived from it.
 """
 
 from __future__ import annotations

@@ -67,20 +67,36 @@ DEFAULT_FAMILIES: tuple[FamilyRule, ...] = (
     FamilyRule("restoration with reference", ((R, slot(D), T),)),
 )
 
-# The reference implementation's test tasks (`test_task_dicts`): per family,
-# None for every task of the family, or the canonical names that select tasks.
-REFERENCE_TEST_SELECTION: Mapping[str, tuple[str, ...] | None] = {
-    "conditional generation": None,
-    "image generation with reference": None,
-    "conditional generation with reference": ("depth", "openpose"),
-    "subject extraction": None,
-    "dense prediction": ("depth", "openpose"),
-    "restoration": ("gaussian_blur", "inpainting", "rotate90", "elastic"),
-    "restoration with reference": ("inpainting",),
-    "image editing with reference": None,
-    "style transfer": None,
-    "style transfer with condition": None,
-}
+# The test split: the paper's 36 held-out tasks (the reference implementation's
+# `test_task_dicts`), named one by one. A list, not a rule, so adding a node type
+# or a family never changes it; the graph checks every id names one of its tasks.
+TEST_TASKS: tuple[str, ...] = (
+    # conditional generation
+    "canny->target", "depth->target", "hed->target", "normal->target", "mlsd->target",
+    "openpose->target", "sam2_mask->target", "semantic_map->target", "grounded_mask->target",
+    "foreground->target", "background->target",
+    # image generation with reference
+    "reference->target",
+    # conditional generation with reference
+    "reference+depth->target", "reference+openpose->target",
+    # subject extraction
+    "target->reference",
+    # dense prediction
+    "target->depth", "target->openpose",
+    # restoration
+    "gaussian_blur->target", "inpainting->target", "rotate90->target", "elastic->target",
+    # restoration with reference
+    "reference+inpainting->target",
+    # image editing with reference
+    "reference+depth_edit->target", "reference+fill_edit->target",
+    # style transfer
+    "target->instant_style", "target->redux_style", "reference->instant_style",
+    # style transfer with condition
+    "reference+canny->instant_style", "reference+depth->instant_style", "reference+hed->instant_style",
+    "reference+normal->instant_style", "reference+mlsd->instant_style", "reference+openpose->instant_style",
+    "reference+sam2_mask->instant_style", "reference+semantic_map->instant_style",
+    "reference+grounded_mask->instant_style",
+)
 
 
 @dataclass(frozen=True)
@@ -116,14 +132,14 @@ class TaskGraph:
         nodes: NodeRegistry = DEFAULT_NODES,
         families: Sequence[FamilyRule] = DEFAULT_FAMILIES,
         weights: Mapping[str, float] | None = None,
-        test_selection: Mapping[str, tuple[str, ...] | None] = REFERENCE_TEST_SELECTION,
+        test_tasks: Sequence[str] = TEST_TASKS,
     ):
         self.nodes = nodes
         self.families = tuple(families)
         self._check_traits()
         self._tasks = self._expand()
         self.weights = self._check_weights(weights or {})
-        self._test = self._select(test_selection)
+        self._test = self._named(test_tasks)
         self.graph = self._build_graph()
 
     def _check_traits(self) -> None:
@@ -174,20 +190,19 @@ class TaskGraph:
                 raise Graph200kError(f"family {name!r}: weight must be >= 0, got {weight!r}")
         return {f.name: float(weights.get(f.name, 1.0)) for f in self.families}
 
-    def _select(self, selection: Mapping[str, tuple[str, ...] | None]) -> list[Task]:
+    def _named(self, ids: Sequence[str]) -> list[Task]:
+        """The tasks named by `ids` (the test split), in that order; an id the graph lacks is an error."""
+        by_id = {t.id: t for t in self._tasks}
         chosen: list[Task] = []
-        for family, picks in selection.items():
-            in_family = self.tasks(family=family)
-            if picks is None:
-                chosen.extend(in_family)
-                continue
-            for pick in picks:
-                name = self.nodes.canonical(pick)
-                hits = [t for t in in_family if name in t.nodes and t.nodes.count(name) == 1
-                        and name not in ("target", "reference")]
-                if not hits:
-                    raise Graph200kError(f"test selection: family {family!r} has no task with node {pick!r}")
-                chosen.extend(hits)
+        for task_id in ids:
+            if task_id not in by_id:
+                raise Graph200kError(
+                    f"test split: task {task_id!r} is not in the task graph (a node it uses is missing or "
+                    "renamed); fix the id in TEST_TASKS (graph200k/tasks.py) or the node declarations")
+            if by_id[task_id] in chosen:
+                raise Graph200kError(f"test split: task {task_id!r} is named twice; "
+                                     "remove one (TEST_TASKS, graph200k/tasks.py)")
+            chosen.append(by_id[task_id])
         return chosen
 
     def _build_graph(self) -> nx.MultiDiGraph:
@@ -206,7 +221,7 @@ class TaskGraph:
         return [f.name for f in self.families]
 
     def tasks(self, split: str = "train", family: str | None = None) -> list[Task]:
-        """Tasks of `split` ("train": all; "test": the reference's test subset)."""
+        """Tasks of `split` ("train": all; "test": the named test tasks, `TEST_TASKS`)."""
         if split == "train":
             pool = self._tasks
         elif split == "test":

@@ -12,6 +12,9 @@ import importlib
 import sys
 from types import ModuleType
 
+from graph200k.quiet import add_verbose_argument
+from graph200k.quiet import configure as configure_output
+
 from .errors import InferenceError
 from .settings import DEFAULT_MODEL, DTYPE_ALIASES, OFFLOAD_MODES, GenerateSettings, LoraSpec, Upsampling
 
@@ -51,9 +54,10 @@ def add_generate_arguments(p: argparse.ArgumentParser) -> None:
     grid.add_argument("--caption", default="", help="what the image to generate shows (the content prompt)")
     grid.add_argument("--item", default="", help="the subject's name, put before the caption (optional)")
     sampling = p.add_argument_group("sampling")
-    sampling.add_argument("--steps", type=int, default=d.steps, help=f"num_inference_steps (default {d.steps})")
-    sampling.add_argument("--guidance", type=float, default=d.guidance,
-                          help=f"guidance_scale (default {d.guidance:g}, as the reference)")
+    sampling.add_argument("--steps", type=int, default=d.num_inference_steps,
+                          help=f"num_inference_steps (default {d.num_inference_steps})")
+    sampling.add_argument("--guidance", type=float, default=d.guidance_scale,
+                          help=f"guidance_scale (default {d.guidance_scale:g}, as the reference)")
     sampling.add_argument("--seed", type=int, default=d.seed, help="seed of grid 0; grid i uses seed + i (default 0)")
     sampling.add_argument("--resolution", type=int, default=d.resolution,
                           help="grid cell side in px, a multiple of 16; match the LoRA's training "
@@ -93,10 +97,10 @@ def settings_from_args(args: argparse.Namespace) -> GenerateSettings:
     elif args.upsample_size:
         raise InferenceError("--upsample-size is given without --upsample: add --upsample")
     loras = tuple(LoraSpec.parse(t) for t in args.lora if t.strip().lower() != "none")  # none: the base model
-    return GenerateSettings(model=args.model, loras=loras, steps=args.steps,
-                            guidance=args.guidance, seed=args.seed, resolution=args.resolution, device=args.device,
-                            dtype=args.dtype, offload=args.offload, max_sequence_length=args.max_sequence_length,
-                            upsampling=upsampling)
+    return GenerateSettings(model=args.model, loras=loras, num_inference_steps=args.steps,
+                            guidance_scale=args.guidance, seed=args.seed, resolution=args.resolution,
+                            device=args.device, dtype=args.dtype, offload=args.offload,
+                            max_sequence_length=args.max_sequence_length, upsampling=upsampling)
 
 
 def specs_from_args(args: argparse.Namespace):
@@ -142,19 +146,21 @@ def build_parser(evaluate: ModuleType | None = None) -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="score a LoRA on held-out grids (inference/evaluate.py)")
     if evaluate is not None:
         evaluate.add_arguments(ev)
+    add_verbose_argument(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     evaluate = None
-    if argv[:1] == ["evaluate"]:
+    if next((a for a in argv if not a.startswith("-")), None) == "evaluate":  # `-v evaluate` too
         evaluate = _evaluate_module()
         if evaluate is None:
             print("error: python -m inference evaluate is not built yet (inference/evaluate.py is missing)",
                   file=sys.stderr)
             return 2
     args = build_parser(evaluate).parse_args(argv)
+    configure_output(args.verbose)
     try:
         return evaluate.run(args) if args.command == "evaluate" else cmd_generate(args)
     except InferenceError as err:

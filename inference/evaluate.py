@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .errors import InferenceError
-from .settings import DEFAULT_MODEL, DTYPE_ALIASES, LoraSpec
+from .settings import DTYPE_ALIASES, LoraSpec, SamplingSettings
 
 DEFAULT_CONTEXTS = "0,1,2"
 DEFAULT_PER_TASK = 20
@@ -30,8 +30,11 @@ EXAMPLE = """examples:
   accelerate launch -m inference evaluate --shards /data/g200k/heldout --lora out/vc384 --out out/eval"""
 
 
-@dataclass(frozen=True)
-class EvaluateSettings:
+@dataclass(frozen=True, kw_only=True)
+class EvaluateSettings(SamplingSettings):
+    """An evaluation: the sampling settings every variant shares (`SamplingSettings`: model,
+    num_inference_steps, guidance_scale, seed, resolution, ...) and what is evaluated and scored."""
+
     shards: str
     out: str
     lora: LoraSpec | None
@@ -40,15 +43,7 @@ class EvaluateSettings:
     tasks: str = "test"
     contexts: tuple[int, ...] = (0, 1, 2)
     per_task: int = DEFAULT_PER_TASK
-    seed: int = 0
     holdout: float = 0.0
-    model: str = DEFAULT_MODEL
-    steps: int = 30
-    guidance: float = 30.0
-    resolution: int = 384
-    max_sequence_length: int = 512
-    device: str | None = None
-    dtype: str | None = None
     model_dir: str | None = None
     clip_model: str | None = CLIP_MODEL
     dino_model: str | None = DINO_MODEL
@@ -70,6 +65,7 @@ class EvaluateSettings:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    d = SamplingSettings()
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.description = "Score a VisualCloze LoRA (and a baseline) on held-out shards with the paper's protocol."
     p.epilog = EXAMPLE
@@ -83,13 +79,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                       help=f"in-context example counts, comma-separated (default {DEFAULT_CONTEXTS})")
     data.add_argument("--per-task", type=int, default=DEFAULT_PER_TASK,
                       help=f"queries per task, the same for every context (default {DEFAULT_PER_TASK})")
-    data.add_argument("--seed", type=int, default=0, help="draws the queries, examples and sampling seeds (default 0)")
+    data.add_argument("--seed", type=int, default=d.seed,
+                      help=f"draws the queries, examples and sampling seeds (default {d.seed})")
     data.add_argument("--holdout", type=float, default=0.0, metavar="FRACTION",
                       help="use only the keys training held out at this fraction (the trainer's validation.holdout, "
                            "graph200k.holdout); default 0: every key (give held-out shards)")
     model = p.add_argument_group("model")
-    model.add_argument("--model", default=DEFAULT_MODEL,
-                       help=f"FLUX.1-Fill-dev hub id or folder (default {DEFAULT_MODEL})")
+    model.add_argument("--model", default=d.model, help=f"FLUX.1-Fill-dev hub id or folder (default {d.model})")
     model.add_argument("--lora", required=True, metavar="PATH[:WEIGHT]|none",
                        help="the LoRA to evaluate (file, folder or hub id; none: the base model)")
     model.add_argument("--baseline-lora", metavar="PATH[:WEIGHT]|none",
@@ -98,10 +94,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     model.add_argument("--dtype", choices=sorted(DTYPE_ALIASES),
                        help="default bfloat16 on an accelerator, float32 on the CPU")
     sampling = p.add_argument_group("sampling")
-    sampling.add_argument("--steps", type=int, default=30, help="num_inference_steps (default 30)")
-    sampling.add_argument("--guidance", type=float, default=30.0, help="guidance_scale (default 30, the reference's)")
-    sampling.add_argument("--resolution", type=int, default=384, help="cell side in px, a multiple of 16 (default 384)")
-    sampling.add_argument("--max-sequence-length", type=int, default=512, help="T5 tokens (default 512)")
+    sampling.add_argument("--steps", type=int, default=d.num_inference_steps,
+                          help=f"num_inference_steps (default {d.num_inference_steps})")
+    sampling.add_argument("--guidance", type=float, default=d.guidance_scale,
+                          help=f"guidance_scale (default {d.guidance_scale:g}, the reference's)")
+    sampling.add_argument("--resolution", type=int, default=d.resolution,
+                          help=f"cell side in px, a multiple of 16 (default {d.resolution})")
+    sampling.add_argument("--max-sequence-length", type=int, default=d.max_sequence_length,
+                          help=f"T5 tokens (default {d.max_sequence_length})")
     scoring = p.add_argument_group("scoring")
     scoring.add_argument("--model-dir", help="folder with annotator and metric weights as DIR/<repo_id>/ "
                                              "(default: the Hugging Face cache)")
@@ -138,10 +138,10 @@ def settings_from_args(args: argparse.Namespace) -> EvaluateSettings:
     return EvaluateSettings(
         shards=args.shards, out=args.out, lora=_lora(args.lora), baseline=_lora(args.baseline_lora),
         with_baseline=args.baseline_lora is not None, tasks=args.tasks, contexts=_contexts(args.context),
-        per_task=args.per_task, seed=args.seed, holdout=args.holdout, model=args.model, steps=args.steps,
-        guidance=args.guidance, resolution=args.resolution, max_sequence_length=args.max_sequence_length,
-        device=args.device, dtype=args.dtype, model_dir=args.model_dir, clip_model=args.clip_model,
-        dino_model=args.dino_model, fid_features=args.fid_features)
+        per_task=args.per_task, seed=args.seed, holdout=args.holdout, model=args.model,
+        num_inference_steps=args.steps, guidance_scale=args.guidance, resolution=args.resolution,
+        max_sequence_length=args.max_sequence_length, device=args.device, dtype=args.dtype, model_dir=args.model_dir,
+        clip_model=args.clip_model, dino_model=args.dino_model, fid_features=args.fid_features)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -174,10 +174,10 @@ def lora_identity(spec: LoraSpec | None) -> dict | None:
 
 def variant_settings(s: EvaluateSettings, variant: str, n_samples: int) -> dict:
     """What decides a variant's items: a rerun into the same --out must match it to reuse them."""
-    return {"model": s.model, "lora": lora_identity(s.variants[variant]), "steps": s.steps, "guidance": s.guidance,
-            "resolution": s.resolution, "seed": s.seed, "max_sequence_length": s.max_sequence_length,
-            "dtype": s.dtype, "shards": str(s.shards), "holdout": s.holdout, "samples": n_samples,
-            "examples": s.examples}
+    return {"model": s.model, "lora": lora_identity(s.variants[variant]), "steps": s.num_inference_steps,
+            "guidance": s.guidance_scale, "resolution": s.resolution, "seed": s.seed,
+            "max_sequence_length": s.max_sequence_length, "dtype": s.dtype, "shards": str(s.shards),
+            "holdout": s.holdout, "samples": n_samples, "examples": s.examples}
 
 
 def check_reuse(out: Path, wanted: dict[str, dict]) -> None:
@@ -211,7 +211,7 @@ def evaluate(s: EvaluateSettings, *, log=print) -> dict | None:
     from graph200k import HoldoutFilter, default_task_graph
     from graph200k.shardio import write_json
 
-    from .item_generation import SamplingSettings, VariantPipeline, generate_items
+    from .item_generation import VariantPipeline, generate_items
     from .item_store import is_done, remove_partials
     from .items import draw_task, item_dir, plan_items, read_shards, select_tasks, share
 
@@ -247,10 +247,7 @@ def evaluate(s: EvaluateSettings, *, log=print) -> dict | None:
                 + (f"; removed {removed} partial item(s) of a stopped run" if removed else ""))
         state.wait_for_everyone()
         mine = share(refs, rank, world)
-        sampling = SamplingSettings(model=s.model, steps=s.steps, guidance=s.guidance, resolution=s.resolution,
-                                    seed=s.seed, max_sequence_length=s.max_sequence_length, device=device,
-                                    dtype=s.dtype)
-        pipeline = VariantPipeline(sampling, s.variants)
+        pipeline = VariantPipeline(replace(s, device=device), s.variants)
         generate_items(mine, draws, out, graph.nodes, pipeline, progress=_progress(f"generate [{rank}]", rank))
         pipeline.close()
     finally:
@@ -312,7 +309,7 @@ def write_report(s: EvaluateSettings, out: Path, refs, skipped_rows: dict, draws
     provenance = {
         "model": s.model, "lora": lora_identity(s.lora),
         **({"baseline": lora_identity(s.baseline)} if s.with_baseline else {}),
-        "steps": s.steps, "guidance": s.guidance, "resolution": s.resolution, "seed": s.seed,
+        "steps": s.num_inference_steps, "guidance": s.guidance_scale, "resolution": s.resolution, "seed": s.seed,
         "per_task": s.per_task, "contexts": list(s.contexts), "tasks": s.tasks, "shards": str(s.shards),
         "holdout": s.holdout,
         "dtype": s.dtype, "processes": world, "metric_models": suite.describe(),

@@ -31,14 +31,15 @@ MULTIPLE = 16  # FLUX.1-Fill sizes are multiples of 2 x the VAE's 8x scale facto
 
 
 def generate_cells(pipe, rows: list[list[Image.Image | None]], task_prompt: str, content_prompt: str | None, *,
-                   steps: int, guidance: float, seed: int, max_sequence_length: int = 512) -> list[Image.Image]:
+                   num_inference_steps: int, guidance_scale: float, seed: int,
+                   max_sequence_length: int = 512) -> list[Image.Image]:
     """The query row's blank cells (None in `rows[-1]`), left to right, at their grid cell size."""
     output = pipe(
         task_prompt=task_prompt,
         content_prompt=content_prompt,
         image=rows,
-        num_inference_steps=steps,
-        guidance_scale=guidance,
+        num_inference_steps=num_inference_steps,
+        guidance_scale=guidance_scale,
         generator=torch.Generator("cpu").manual_seed(seed),
         max_sequence_length=max_sequence_length,
         output_type="pil",
@@ -51,7 +52,7 @@ def _multiple(n: int) -> int:
 
 
 def upsample_cells(pipe, cells: list[Image.Image], content_prompt: str | None, *, size: tuple[int, int],
-                   strength: float, steps: int, guidance: float, seed: int,
+                   strength: float, num_inference_steps: int, guidance_scale: float, seed: int,
                    max_sequence_length: int = 512) -> list[Image.Image]:
     """Diffusers' upsampling stage on `cells`: each resized to `size` (w, h, rounded to multiples of 16)
     and re-noised by `strength`, prompted with the content alone, as `VisualClozePipeline` does."""
@@ -64,8 +65,8 @@ def upsample_cells(pipe, cells: list[Image.Image], content_prompt: str | None, *
         height=height,
         width=width,
         strength=strength,
-        num_inference_steps=steps,
-        guidance_scale=guidance,
+        num_inference_steps=num_inference_steps,
+        guidance_scale=guidance_scale,
         generator=torch.Generator("cpu").manual_seed(seed),
         max_sequence_length=max_sequence_length,
         output_type="pil",
@@ -81,14 +82,16 @@ def _file_stem(column: str) -> str:
 def generate_grid(pipe, grid: GridInputs, settings: GenerateSettings, seed: int) -> list[Image.Image]:
     """The generated cells of `grid` at the size they are written at (the query's, or the upsampling size)."""
     cells = generate_cells(pipe, grid.images, grid.prompt.task_prompt, grid.prompt.content_prompt,
-                           steps=settings.steps, guidance=settings.guidance, seed=seed,
+                           num_inference_steps=settings.num_inference_steps, guidance_scale=settings.guidance_scale,
+                           seed=seed,
                            max_sequence_length=settings.max_sequence_length)
     size = grid.output_size
     up = settings.upsampling
     if up is not None:
         size = up.size or size
         cells = upsample_cells(pipe, cells, grid.prompt.content_prompt, size=size, strength=up.strength,
-                               steps=settings.steps, guidance=settings.guidance, seed=seed,
+                               num_inference_steps=settings.num_inference_steps,
+                               guidance_scale=settings.guidance_scale, seed=seed,
                                max_sequence_length=settings.max_sequence_length)
     return [cell.resize(size, Image.Resampling.LANCZOS) if cell.size != size else cell for cell in cells]
 
@@ -103,7 +106,7 @@ def generate(specs: list[GridSpec], settings: GenerateSettings, out_dir: str | P
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = {
-        **{k: v for k, v in asdict(settings).items() if k not in ("loras", "upsampling", "device", "dtype")},
+        **settings.record(), "offload": settings.offload, "max_sequence_length": settings.max_sequence_length,
         "loras": [lora.to_json() for lora in settings.loras],
         "upsampling": asdict(settings.upsampling) if settings.upsampling else None,
         "device": str(pipe._execution_device),
@@ -118,8 +121,8 @@ def generate(specs: list[GridSpec], settings: GenerateSettings, out_dir: str | P
             path = out_dir / f"{i:02d}-{_file_stem(grid.columns[column])}.png"
             cell.save(path)
             outputs.append(path.name)
-        title = (f"{grid.task_id or 'task given as text'} | seed {seed} | {settings.steps} steps, "
-                 f"guidance {settings.guidance:g}")
+        title = (f"{grid.task_id or 'task given as text'} | seed {seed} | {settings.num_inference_steps} steps, "
+                 f"guidance {settings.guidance_scale:g}")
         picture = grid_picture(grid.images, cells, columns=grid.columns, prompt=grid.prompt.full,
                                resolution=settings.resolution, title=title)
         picture_path = out_dir / f"{i:02d}-grid.png"

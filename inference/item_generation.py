@@ -11,7 +11,6 @@ once per process; variants differ only in the adapter (`unload_lora_weights` the
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -23,21 +22,7 @@ from .generate import generate_cells
 from .items import ItemRef, TaskDraw, item_dir, item_grid, render_query
 from .item_store import is_done, save_item
 from .prompts import prompt_for
-from .settings import LoraSpec
-
-
-@dataclass(frozen=True)
-class SamplingSettings:
-    """How every item is sampled: the same for every variant, so the columns compare."""
-
-    model: str
-    steps: int
-    guidance: float
-    resolution: int
-    seed: int
-    max_sequence_length: int
-    device: str | None
-    dtype: str | None
+from .settings import LoraSpec, SamplingSettings
 
 
 class VariantPipeline:
@@ -76,7 +61,7 @@ def item_record(ref: ItemRef, draw: TaskDraw, grid, prompt, sampling: SamplingSe
         "context": ref.context, "index": ref.index, "keys": grid.keys, "columns": grid.columns,
         "caption": grid.caption, "item": grid.item,
         "task_prompt": prompt.task_prompt, "content_prompt": prompt.content_prompt, "prompt": prompt.full,
-        "seed": grid.seed, "steps": sampling.steps, "guidance": sampling.guidance,
+        "seed": grid.seed, "steps": sampling.num_inference_steps, "guidance": sampling.guidance_scale,
         "resolution": sampling.resolution, "size": list(grid.ground_truth.size),
         "degradations": grid.degradations, "edit_mask_missing": edit_reason, "seconds": round(seconds, 3),
     }
@@ -113,7 +98,8 @@ def generate_items(pending: Sequence[ItemRef], draws: Mapping[str, TaskDraw], ou
         pipe = pipeline.use(ref.variant)
         start = time.perf_counter()
         generated = generate_cells(pipe, grid.model_input(), prompt.task_prompt, prompt.content_prompt,
-                                   steps=s.steps, guidance=s.guidance, seed=grid.seed,
+                                   num_inference_steps=s.num_inference_steps, guidance_scale=s.guidance_scale,
+                                   seed=grid.seed,
                                    max_sequence_length=s.max_sequence_length)[0]
         seconds = time.perf_counter() - start
         truth = grid.ground_truth

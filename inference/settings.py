@@ -1,6 +1,6 @@
-"""What a generation run is set to, apart from its grids: light to import (no torch), so the CLI's
-`--help` shows these defaults without loading a model stack. The defaults are the reference's
-sampling settings (guidance 30, 384 px cells, T5 at 512 tokens)."""
+"""What a generation run is set to, apart from its grids: light to import (no torch), so the CLIs'
+`--help` and the trainer's config show these defaults without loading a model stack. The defaults
+are the reference's sampling settings (guidance 30, 384 px cells, T5 at 512 tokens)."""
 
 from __future__ import annotations
 
@@ -46,18 +46,32 @@ class Upsampling:
     size: tuple[int, int] | None = None
 
 
-@dataclass(frozen=True)
-class GenerateSettings:
-    """Everything about a run but its grids."""
+@dataclass(frozen=True, kw_only=True)
+class SamplingSettings:
+    """How grids are sampled, the same for `generate`, `evaluate` (every variant) and the trainer's
+    validation defaults: the one place these defaults are written. Field names are diffusers' where the
+    concept is diffusers' (`num_inference_steps`, `guidance_scale`); the CLIs keep `--steps`/`--guidance`
+    and the written records (generate.json, item.json, report.json) keep `steps`/`guidance`."""
 
     model: str = DEFAULT_MODEL
-    loras: tuple[LoraSpec, ...] = ()
-    steps: int = 30
-    guidance: float = 30.0
+    num_inference_steps: int = 30
+    guidance_scale: float = 30.0
     seed: int = 0
     resolution: int = 384
-    device: str | None = None  # None: cuda when there is one, else cpu
+    device: str | None = None  # None: cuda when there is one, else cpu (evaluate: accelerate's device)
     dtype: str | None = None  # None: bfloat16 on an accelerator, float32 on the CPU
-    offload: str = "none"
     max_sequence_length: int = 512
+
+    def record(self) -> dict:
+        """The sampling keys every written record uses (`steps`, `guidance`: their names before the rename)."""
+        return {"model": self.model, "steps": self.num_inference_steps, "guidance": self.guidance_scale,
+                "seed": self.seed, "resolution": self.resolution}
+
+
+@dataclass(frozen=True, kw_only=True)
+class GenerateSettings(SamplingSettings):
+    """Everything about a `generate` run but its grids."""
+
+    loras: tuple[LoraSpec, ...] = ()
+    offload: str = "none"
     upsampling: Upsampling | None = None

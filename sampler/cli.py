@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from graph200k.quiet import add_verbose_argument
+from graph200k.quiet import configure as configure_output
+
 
 def add_degradations_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("degradations", help="contact sheet: a source image and all 32 degradations of it, labelled")
@@ -32,7 +35,21 @@ def add_preview_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="directory to write grid_NNN.png and index.html into")
     p.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
     p.add_argument("--resolution", type=int, default=384, help="cell area is resolution^2, a multiple of 16 (default 384)")
+    p.add_argument("--tasks", action="append", metavar="TASKS",
+                   help="only these tasks, as the trainer's data.tasks takes them: 'train' (default), 'test', a "
+                        "family, or task ids as `python -m graph200k tasks` prints them ('reference+canny->target'); "
+                        "several comma-separated or the flag repeated")
     p.set_defaults(func=cmd_preview)
+
+
+def preview_tasks(values: list[str] | None) -> str | list[str]:
+    """`--tasks` values (repeated, each comma-separated) as `GridDataset(tasks=...)` takes them."""
+    if not values:
+        return "train"
+    items = [part.strip() for value in values for part in value.split(",") if part.strip()]
+    if not items:
+        raise ValueError("--tasks names no task; give 'train', 'test', a family or task ids")
+    return items
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
@@ -41,7 +58,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
     if args.n < 1:
         raise SystemExit(f"--n {args.n}: ask for at least one grid")
-    dataset = GridDataset(args.shards, resolution=args.resolution, seed=args.seed)
+    dataset = GridDataset(args.shards, resolution=args.resolution, seed=args.seed, tasks=preview_tasks(args.tasks))
     write_previews(iter(dataset), args.out, args.n)
     print(f"wrote {args.n} grids and index.html to {args.out}")
     return 0
@@ -52,11 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     add_degradations_command(sub)
     add_preview_command(sub)
+    add_verbose_argument(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_output(args.verbose)
     try:
         return args.func(args)
     except (FileNotFoundError, ValueError) as e:

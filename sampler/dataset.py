@@ -28,6 +28,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from graph200k import TaskGraph
 
+from .coverage import check_coverage, describe_selection
 from .grid_sample import GridSample
 from .instruction import InstructionConfig
 from .planner import GridPlan, Planner, TaskMix
@@ -112,6 +113,7 @@ class GridDataset(IterableDataset):
         self._rank_args = (rank, world_size)
         self._state: dict | None = None
         self._indexes: dict[str, TarIndex] = {}
+        check_coverage(self.paths, self.mix, self._indexes)  # a selection no sample serves fails now, not an epoch later
 
     # -- identity of this process in the stream ------------------------------------------
     def _who(self) -> tuple[int, int, int, int]:
@@ -223,7 +225,10 @@ class GridDataset(IterableDataset):
                                      "(ranks x DataLoader workers) or more shards")
                 if produced == 0 and resumed_at == 0:
                     raise ShardError(f"no grid could be built in epoch {st['epoch']}: no readable sample "
-                                     "carries the nodes of any selected task")
+                                     f"carries the nodes of any selected task ({describe_selection(self.mix)})"
+                                     + (" among the samples the key filter keeps (the held-out split?)"
+                                        if self.counters["samples_filtered"] else "")
+                                     + "; choose tasks these shards serve")
                 self.counters["shards_damaged"] = sum(1 for i in self._indexes.values() if i.error)
                 carry = pool.by_origin()
                 st.update(epoch=st["epoch"] + 1, epoch_step=0, window=[0, 0])

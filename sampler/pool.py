@@ -5,9 +5,8 @@ caption, item, metadata, the target's size) plus where each field lies in its
 tar (`SampleFields`), read when a grid uses the field. A pool of 1000
 Graph200K samples (~5 MB encoded each) would otherwise hold ~5 GB per worker.
 On entry only the json field and the target's header are read. Each sample's
-node set is computed then, from its field names
-(`graph200k.layout.nodes_present`) and the reference quality rule
-(`graph200k.quality`, the one packing applies), so finding
+node set is computed then, from its field names and the reference quality
+rule (`graph200k.layout.usable_nodes`, the one packing applies), so finding
 the samples that carry a task's nodes is a set test.
 """
 
@@ -21,8 +20,7 @@ from typing import Iterable, Iterator, Mapping
 from PIL import UnidentifiedImageError
 
 from graph200k import DEFAULT_NODES, NodeRegistry, Task
-from graph200k.layout import METADATA_FIELD, nodes_present
-from graph200k.quality import reference_usable
+from graph200k.layout import METADATA_FIELD, usable_nodes
 
 from .cells import image_size
 from .shards import SampleEntry, ShardError, ShardFiles
@@ -137,9 +135,7 @@ def parse_sample(key: str, fields: Mapping[str, bytes], nodes: NodeRegistry = DE
         target_size = _image_size(fields, target)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise BadSample(f"sample {key!r}: {target} is not a readable image ({exc})") from None
-    present = set(nodes_present(fields, nodes))
-    if not reference_usable(meta):
-        present.discard("reference")
+    present = usable_nodes(fields, meta, nodes)
     return PoolSample(key=key, fields=fields, nodes=frozenset(present), target=target, target_size=target_size,
                       caption=str(meta.get("caption") or ""), item=str(meta.get("item") or ""), meta=meta)
 

@@ -32,6 +32,8 @@ from typing import Iterable, Sequence
 from webdataset.shardlists import expand_urls
 from webdataset.tariterators import base_plus_ext
 
+from graph200k.dataset_dir import PACK_CARD, PACK_INDEX
+
 log = logging.getLogger(__name__)
 
 
@@ -40,8 +42,9 @@ class ShardError(ValueError):
     its index; the message says which."""
 
 
-PACK_CARD, PACK_INDEX = "dataset.json", "index.jsonl"
 REPACK = "rerun `python -m graph200k shards --dataset DATASET` on the dataset it was packed from"
+WHAT_SHARDS = ("give the folder `python -m graph200k shards --dataset DATASET` packed (DATASET/shards), a tar, "
+               "a brace pattern or a glob")
 
 
 def resolve_shards(spec: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
@@ -67,7 +70,7 @@ def resolve_shards(spec: str | os.PathLike | Sequence[str | os.PathLike]) -> lis
             found = sorted(str(p) for p in Path(folder).glob("*.tar"))
             check_pack(folder, found, whole=True)
             if not found:
-                raise ShardError(f"shard directory {item!r} holds no *.tar files")
+                raise ShardError(f"shard directory {item!r} holds no *.tar files; {WHAT_SHARDS}")
             paths.extend(found)
             continue
         for pattern in expand_urls(item):
@@ -76,7 +79,7 @@ def resolve_shards(spec: str | os.PathLike | Sequence[str | os.PathLike]) -> lis
                 pattern = os.path.join(os.path.realpath(head), tail)  # one generation of a pack, as above
             matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
             if not matches:
-                raise ShardError(f"shard pattern {pattern!r} matches no file")
+                raise ShardError(f"shard pattern {pattern!r} matches no file; {WHAT_SHARDS}")
             paths.extend(_existing(matches, item))
             for folder in sorted({os.path.dirname(m) or "." for m in matches}):
                 check_pack(folder, [m for m in matches if (os.path.dirname(m) or ".") == folder], whole=False)
@@ -161,7 +164,7 @@ def _some(names: list[str], shown: int = 5) -> str:
 def _existing(paths: list[str], spec: str) -> list[str]:
     for path in paths:
         if not os.path.isfile(path):
-            raise ShardError(f"shard {path!r} does not exist (from {spec!r})")
+            raise ShardError(f"shard {path!r} does not exist (from {spec!r}); {WHAT_SHARDS}")
     return paths
 
 

@@ -1,4 +1,4 @@
-"""The 32 degradations on a real Graph200K photo (tests/data/degradation_photo.jpg,
+"""The declared degradations (32 in Graph200K) on a real Graph200K photo (tests/data/degradation_photo.jpg,
 a 256-px copy of a fixture target)."""
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 def test_every_declared_degradation_is_implemented_and_documented():
     assert set(REGISTRY) == set(DEGRADATION_NAMES)
-    assert len(DEGRADATION_NAMES) == 32
     assert all(name in severity_table() for name in DEGRADATION_NAMES)
     assert severity_table() in (TESTS.parent / "docs" / "ARCHITECTURE.md").read_text()
 

@@ -39,7 +39,7 @@ PORTRAIT = "012cd3921e1f97d761eeff580f918ff9"  # caption, depth, foreground mask
 GROUNDED = "0fdaecdb7906a1bf0d6e202363f15de3"  # grounded mask, no caption
 TAUGHT = CaptionEdit("a bronze statue", "A weathered bronze statue with a green patina.",
                      "A bronze statue stands in the same place, weathered green, in soft natural light.")
-FAST = {"resolution": "32", "steps": "2", "device": "cpu"}
+FAST = {"resolution": "32", "num_inference_steps": "2", "device": "cpu"}
 
 
 def _image(key: str, node: str | None = None, mode: str = "RGB", long_side: int = 96) -> np.ndarray:
@@ -138,6 +138,7 @@ def test_fill_edit_repaints_the_grounded_mask_k_times_and_keeps_the_background(w
     assert len(images) == 5 == len({i["seed"] for i in meta["instances"]})  # K = 5, as in the release
     assert (meta["name"], meta["description"], meta["caption"]) == (TAUGHT.name, TAUGHT.description, TAUGHT.caption)
     assert meta["mask"] == "grounded_mask"
+    assert (meta["steps"], meta["guidance"], meta["mask_dilate"]) == (2, 30.0, 2)  # recorded under the former names
     subject = mask.max(axis=2) > 127
     far = cv2.dilate(subject.astype(np.uint8), np.ones((17, 17), np.uint8)) == 0  # beyond dilation + feather
     assert far.mean() > 0.2
@@ -180,12 +181,12 @@ def test_an_unparseable_rewrite_fails_the_sample_with_the_reason(weights, cls):
 # --- settings, list, the whole run --------------------------------------------------------------------
 
 def test_settings_come_from_set_and_style_dir_and_bad_ones_are_named():
-    settings = parse_settings(["fill_edit.steps=3", "FillEdit.instances=2"], "/pool")
-    assert settings["fill_edit"] == {"steps": "3", "instances": "2"}
+    settings = parse_settings(["fill_edit.num_inference_steps=3", "FillEdit.instances=2"], "/pool")
+    assert settings["fill_edit"] == {"num_inference_steps": "3", "instances": "2"}
     assert settings["instant_style"]["style_dir"] == settings["redux_style"]["style_dir"] == "/pool"
-    assert FillEditAnnotator(DEFAULT_NODES, settings["fill_edit"]).settings.steps == 3
+    assert FillEditAnnotator(DEFAULT_NODES, settings["fill_edit"]).settings.num_inference_steps == 3
     with pytest.raises(ValueError, match="ANNOTATOR.SETTING=VALUE"):
-        parse_settings(["steps=3"], None)
+        parse_settings(["num_inference_steps=3"], None)
     with pytest.raises(ValueError, match="no setting 'step'"):
         FillEditAnnotator(DEFAULT_NODES, {"step": "3"})
     with pytest.raises(ValueError, match="cannot read 'many' as int"):

@@ -167,8 +167,8 @@ def test_the_library_api_encodes_the_full_prompt(tiny_flux_fill, encoded):
         grid = load_grid(spec_from_args(examples=[depth_row(SQUARE)], query=depth_row(PORTRAIT, query=True),
                                         task=task, prompt=prompt, caption="A dog."))
         encoded["t5"].clear()
-        generate_cells(pipe, grid.images, grid.prompt.task_prompt, grid.prompt.content_prompt, steps=1,
-                       guidance=30.0, seed=0, max_sequence_length=64)
+        generate_cells(pipe, grid.images, grid.prompt.task_prompt, grid.prompt.content_prompt,
+                       num_inference_steps=1, guidance_scale=30.0, seed=0, max_sequence_length=64)
         assert encoded["t5"] == [grid.prompt.full]
     assert grid.prompt.full == diffusers_prompt(2, 2, "Depth to photo.", "A dog.")
 
@@ -178,8 +178,8 @@ def test_the_library_api_encodes_the_full_prompt(tiny_flux_fill, encoded):
 
 def _generate(model, loras, grid):
     pipe = load_pipeline(str(model), loras, resolution=64)
-    (cell,) = generate_cells(pipe, grid.images, grid.prompt.task_prompt, grid.prompt.content_prompt, steps=2,
-                             guidance=30.0, seed=3, max_sequence_length=64)
+    (cell,) = generate_cells(pipe, grid.images, grid.prompt.task_prompt, grid.prompt.content_prompt,
+                             num_inference_steps=2, guidance_scale=30.0, seed=3, max_sequence_length=64)
     return np.asarray(cell).astype(int)
 
 

@@ -65,7 +65,7 @@ def test_demo_packs_into_shards_index_and_card(demo):
     card = json.loads((out / "dataset.json").read_text())
     assert card["node_counts"]["canny"] == 8 and card["node_counts"]["reference"] == 4
     assert card["node_counts"]["openpose"] == 1 and card["node_counts"]["mlsd"] == 0
-    assert len(card["tasks"]) == len(TaskGraph().tasks()) == 129
+    assert [t["id"] for t in card["tasks"]] == [t.id for t in TaskGraph().tasks()]
     for task in card["tasks"]:  # each count is what the index says
         assert task["samples"] == sum(1 for e in index if set(task["nodes"]) <= set(e["nodes"])), task["id"]
     tasks = {t["id"]: t["samples"] for t in card["tasks"]}

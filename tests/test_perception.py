@@ -199,7 +199,8 @@ SCRIPTED_ANSWER = ('Here are the objects:\n```json\n[\n  {"bbox_2d": [0, 0, 28, 
 
 def test_grounded_shard_holds_mask_bbox_image_and_metadata(models_root, sam2_folder, tmp_path):
     """Success path end to end: Qwen (scripted answer) -> boxes -> SAM2 -> node shard fields and json."""
-    from annotators.annotate import annotate_shard, node_tar
+    from annotators.annotate import annotate_shard
+    from graph200k.dataset_dir import DatasetDir
     from annotators.inputs.ingest import write_source_shard
     from annotators.inputs.sources import plan_sources
 
@@ -215,7 +216,7 @@ def test_grounded_shard_holds_mask_bbox_image_and_metadata(models_root, sam2_fol
     annotator = _annotator(GroundedSegmentationAnnotator, scripted, segmenter=str(sam2_folder), max_new_tokens="160")
     stats = annotate_shard(annotator, dataset, plan.shards[0].shard)
     assert stats["written"] == 2 and stats["failed"] == 0
-    written = {s["__key__"]: s for s in iter_samples(node_tar(dataset, "grounded_mask", plan.shards[0].shard))}
+    written = {s["__key__"]: s for s in iter_samples(DatasetDir(dataset).node_tar("grounded_mask", plan.shards[0].shard))}
     wide = written["wide"]
     assert {"grounded_mask.png", "grounded_bbox.png", "json"} <= set(wide)
     meta = json.loads(wide["json"])["grounded_mask"]

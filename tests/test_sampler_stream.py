@@ -141,9 +141,11 @@ def test_damaged_samples_are_skipped_and_counted(tmp_path):
 
 
 def test_unservable_selection_fails_clearly(sampler_shards):
-    ds = GridDataset(sampler_shards, tasks=["canny->target"])  # no sample carries a canny map
-    with pytest.raises(ShardError, match="no grid could be built"):
-        next(iter(ds.plans()))
+    with pytest.raises(ShardError, match=r"serve the selected tasks \(canny->target\): no sample carries canny"):
+        GridDataset(sampler_shards, tasks=["canny->target"])  # no sample carries a canny map: known at once
+    ds = GridDataset(sampler_shards, tasks=["target->depth"], key_filter=lambda key: False)
+    with pytest.raises(ShardError, match=r"no grid could be built.*target->depth.*key filter"):
+        next(iter(ds.plans()))  # servable, but every sample is filtered out: found when drawing
 
 
 def test_bad_shard_specs_name_the_problem(tmp_path):
@@ -202,7 +204,7 @@ def test_pool_applies_packings_reference_rule(score, usable):
 def test_empty_shards_say_they_hold_no_samples(tmp_path):
     paths = write_shards(tmp_path / "empty", [], n_shards=2)
     with pytest.raises(ShardError, match="hold no samples") as err:
-        next(iter(GridDataset(paths).plans()))
+        GridDataset(paths)
     assert "fewer workers" not in str(err.value)
 
 

@@ -1,10 +1,11 @@
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import replace
 
 import pytest
 
-from graph200k import DEFAULT_FAMILIES, DEFAULT_NODES, FamilyRule, Graph200kError, Group, TaskGraph, slot
+from graph200k import DEFAULT_FAMILIES, DEFAULT_NODES, FamilyRule, Graph200kError, Group, NodeRegistry, TaskGraph, slot
 from graph200k.catalog import CONDITIONS
+from graph200k.tasks import TEST_TASKS
 
 
 def _by_family(entries):
@@ -14,18 +15,37 @@ def _by_family(entries):
     return dict(out)
 
 
-def test_train_tasks_are_exactly_the_reference_129(reference_tasks):
-    tasks = TaskGraph().tasks("train")
-    assert len(tasks) == 129 and len({t.nodes for t in tasks}) == 129
-    mine = _by_family((t.family, t.graph200k_nodes) for t in tasks)
+def _paper_graph(reference_tasks) -> TaskGraph:
+    """The task graph over Graph200K's own node types (the reference's spellings), whatever else is declared."""
+    spellings = set(reference_tasks["node_types_graph200k_spelling"])
+    return TaskGraph(nodes=NodeRegistry(n for n in DEFAULT_NODES if n.graph200k_name in spellings))
+
+
+def test_paper_counts_are_49_129_36(reference_tasks):
+    """The one test that pins the paper's numbers; every other test derives its counts from the catalog."""
+    paper = _paper_graph(reference_tasks)
+    assert len(paper.nodes) == 49 and paper.graph.number_of_nodes() == 49
+    assert Counter(n.group for n in paper.nodes) == {Group.TARGET: 1, Group.REFERENCE: 1, Group.CONDITION: 11,
+                                                     Group.STYLE: 2, Group.EDITING: 2, Group.DEGRADATION: 32}
+    assert len(paper.tasks()) == 129 and len(paper.family_names()) == 12
+    assert len(paper.tasks("test")) == len(TEST_TASKS) == 36
+    assert TaskGraph().tasks("test") == paper.tasks("test")  # the default graph's, whatever node is added
+
+
+def test_train_tasks_are_exactly_the_reference_tasks(reference_tasks):
+    paper = _paper_graph(reference_tasks).tasks("train")
+    assert len({t.nodes for t in paper}) == len(paper)
+    mine = _by_family((t.family, t.graph200k_nodes) for t in paper)
     theirs = _by_family((t["family"], t["nodes"]) for t in reference_tasks["train_tasks"])
     assert mine == theirs
-    assert len(mine) == 12
+    assert set(mine) == {f.name for f in DEFAULT_FAMILIES}
+    every = {t.nodes for t in TaskGraph().tasks("train")}
+    assert all(t.nodes in every for t in paper)  # nodes added to the catalog only add tasks
 
 
-def test_test_split_is_the_reference_36(reference_tasks):
+def test_test_split_is_the_reference_test_split(reference_tasks):
     tasks = TaskGraph().tasks("test")
-    assert len(tasks) == 36
+    assert len({t.id for t in tasks}) == len(tasks) == len(TEST_TASKS)
     mine = _by_family((t.family, t.graph200k_nodes) for t in tasks)
     theirs = _by_family((t["family"], t["nodes"]) for t in reference_tasks["test_tasks"])
     assert mine == theirs
@@ -50,7 +70,7 @@ def test_every_task_is_a_path_in_the_graph():
         for a, b in zip(task.nodes, task.nodes[1:]):
             assert graph.graph.has_edge(a, b, key=task.family)
             assert task.id in graph.graph.edges[a, b, task.family]["tasks"]
-    assert graph.graph.number_of_nodes() == 49
+    assert graph.graph.number_of_nodes() == len(graph.nodes)
 
 
 def test_a_new_hed_like_node_brings_exactly_its_six_tasks():
@@ -63,7 +83,8 @@ def test_a_new_hed_like_node_brings_exactly_its_six_tasks():
     before = {t.nodes for t in TaskGraph().tasks()}
     graph = TaskGraph(nodes=DEFAULT_NODES.extended(lineart))
     added = {(t.family, t.nodes) for t in graph.tasks() if t.nodes not in before}
-    assert len(graph.tasks()) == 135
+    assert len(graph.tasks()) == len(before) + 6
+    assert graph.tasks("test") == TaskGraph().tasks("test")  # the test split is a named list: it does not grow
     assert added == {
         ("conditional generation", ("lineart", "target")),
         ("conditional generation with reference", ("reference", "lineart", "target")),
@@ -79,6 +100,18 @@ def test_a_node_no_rule_reaches_is_named():
                      phrases=tuple(f"a thermal image {i}" for i in range(8)))
     with pytest.raises(Graph200kError, match="'thermal'.*unreachable"):
         TaskGraph(nodes=DEFAULT_NODES.extended(orphan))
+
+
+def test_a_named_test_task_the_graph_lacks_is_named():
+    with pytest.raises(Graph200kError, match="'lineart->target' is not in the task graph.*TEST_TASKS"):
+        TaskGraph(test_tasks=(*TEST_TASKS, "lineart->target"))
+    without_openpose = NodeRegistry(n for n in DEFAULT_NODES if n.name != "openpose")
+    with pytest.raises(Graph200kError, match="'openpose->target'"):
+        TaskGraph(nodes=without_openpose)
+    kept = TaskGraph(nodes=without_openpose, test_tasks=TEST_TASKS[:3])  # a registry of one's own names its own
+    assert kept.tasks("test") == TaskGraph().tasks("test")[:3]
+    with pytest.raises(Graph200kError, match="'canny->target' is named twice"):
+        TaskGraph(test_tasks=("canny->target", "canny->target"))
 
 
 def test_an_empty_family_is_named():

@@ -50,7 +50,8 @@ def fixed_eval_loss(trainer, grids):
             gen = torch.Generator().manual_seed(100 + i)
             inputs = encode_grid(trainer.pipe, grid, gen, CPU, torch.float32)
             embeds = encode_prompts(trainer.pipe, [grid.prompt], CPU, torch.float32, 64)
-            loss = flow_loss(trainer.unwrapped(), inputs, *embeds, trainer.flow, trainer.pipe.scheduler, gen)
+            loss = flow_loss(trainer.unwrapped(), inputs, *embeds, trainer.flow, trainer.pipe.scheduler, gen,
+                             guidance_embeds=trainer.guidance_embeds)
             total += float(loss[0])
     return total / len(grids)
 
@@ -72,7 +73,7 @@ def test_loss_falls_when_overfitting_two_grids(tiny_flux_fill, tmp_path):
 # a strong LoRA (lr 2e-2, alpha 4 of rank 8) so that its effect on a sampled image is plain.
 RUN = ("optim.lr=2e-2", "lora.alpha=4", "optim.lr_scheduler=constant_with_warmup", "optim.warmup_steps=2",
        "checkpoint.every=2", "checkpoint.keep=2")
-FILL = dict(steps=3, guidance=30.0, seed=0, max_sequence_length=64, device=CPU)
+FILL = dict(num_inference_steps=3, guidance_scale=30.0, seed=0, max_sequence_length=64, device=CPU)
 
 
 def vc_cells(vc, grid):

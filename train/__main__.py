@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import logging
+import os
 import sys
+
+from graph200k.quiet import add_verbose_argument
+from graph200k.quiet import configure as configure_output
 
 from .config import ConfigError, flat_defaults, load_config
 
@@ -26,33 +29,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--config", help="YAML config (configs/visualcloze_384.yaml, configs/smoke.yaml, ...)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides, e.g. optim.lr=5e-5")
+    add_verbose_argument(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_output(args.verbose)  # before the model stack is imported; torchrun's ranks each run this
     try:
         cfg = load_config(args.config, args.overrides)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from sampler.shards import ShardError
+
     from .checkpoints import CheckpointError
     from .trainer import Trainer, TrainingAborted  # heavy imports only after the config is known good
 
     try:
         summary = Trainer(cfg).train()
-    except TrainingAborted as err:
-        print(f"error: training aborted: {err}", file=sys.stderr)
-        return 1
-    except CheckpointError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except (ConfigError, CheckpointError, ShardError, TrainingAborted) as err:
+        # Our own errors only, each one line naming the input and the fix; anything else is a bug: traceback.
+        prefix = "training aborted: " if isinstance(err, TrainingAborted) else ""
+        print(f"error: {prefix}{err}", file=sys.stderr)
+        return 2 if isinstance(err, ConfigError) else 1
     state = "interrupted" if summary["interrupted"] else "done"
-    print(f"{state} at step {summary['step']}: LoRA {summary['lora']}, checkpoint {summary['checkpoint']}")
+    if os.environ.get("RANK", "0") == "0":  # once per run, not once per process
+        print(f"{state} at step {summary['step']}: LoRA {summary['lora']}, checkpoint {summary['checkpoint']}")
     return 0
 
 

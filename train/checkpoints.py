@@ -228,11 +228,32 @@ def checkpoint_problem(folder: Path) -> str | None:
     return None
 
 
+def check_resume_target(output_dir: str | Path, which: str | None) -> None:
+    """`CheckpointError` when `checkpoint.resume` is neither 'latest' nor an existing folder (a checkpoint's
+    name instead of its path, a typo): the message lists the checkpoints of `output_dir` and the path form.
+    Cheap (no hashing), so the trainer calls it before loading the model; `choose_checkpoint` verifies."""
+    if not which or which == "latest" or Path(which).is_dir():
+        return
+    found = list_checkpoints(output_dir)
+    root = Path(output_dir) / "checkpoints"
+    named = [p for p in found if p.name == Path(which).name]
+    if named:
+        fix = f"did you mean checkpoint.resume={named[0]}? (a checkpoint's path, not its name)"
+    elif found:
+        shown = ", ".join(p.name for p in found[-5:]) + (f" and {len(found) - 5} older" if len(found) > 5 else "")
+        fix = f"{root} holds {shown}: give one as checkpoint.resume={found[-1]}, or checkpoint.resume=latest"
+    else:
+        fix = (f"{root} holds no checkpoint; give a checkpoint folder's path "
+               f"(checkpoint.resume=<output_dir>/checkpoints/checkpoint-NNNNNNN) or checkpoint.resume=latest")
+    raise CheckpointError(f"config key 'checkpoint.resume': {which} is not a folder; {fix}")
+
+
 def choose_checkpoint(output_dir: str | Path, which: str) -> tuple[Path | None, list[str]]:
     """The folder `checkpoint.resume` names ('latest' or a path), verified, and a line per checkpoint
     skipped on the way. 'latest' with no checkpoint at all gives None (start fresh); with checkpoints
     of which none verifies it raises, since starting fresh would later prune them."""
     if which != "latest":
+        check_resume_target(output_dir, which)
         problem = checkpoint_problem(Path(which))
         if problem:
             raise CheckpointError(f"config key 'checkpoint.resume': {which}: {problem}")

@@ -18,6 +18,12 @@ from typing import Any
 
 import yaml
 
+from inference.settings import DEFAULT_MODEL, SamplingSettings
+from sampler.instruction import InstructionConfig
+from sampler.sharing import RowSharing
+
+SAMPLING = SamplingSettings()  # inference's sampling defaults: validation samples as `python -m inference` does
+
 
 class ConfigError(ValueError):
     """A config file or override is wrong; the message names the key."""
@@ -25,11 +31,11 @@ class ConfigError(ValueError):
 
 @dataclass
 class ModelConfig:
-    pretrained: str = "black-forest-labs/FLUX.1-Fill-dev"  # hub id or local folder (FluxFillPipeline layout)
+    pretrained: str = DEFAULT_MODEL  # hub id or local folder (FluxFillPipeline layout)
     revision: str | None = None
     weight_dtype: str = "bf16"  # frozen weights: bf16 | fp16 | fp32
     text_encoders_on: str = "device"  # device | cpu (encode prompts on CPU, send embeddings over)
-    max_sequence_length: int = 512  # T5 tokens (512 as the reference)
+    max_sequence_length: int = SAMPLING.max_sequence_length  # T5 tokens (512 as the reference)
     gradient_checkpointing: bool = True
 
 
@@ -41,22 +47,9 @@ class LoraSection:
     target_modules: list[str] | None = None  # None = every nn.Linear of the transformer
 
 
-# The sampler's own defaults (sampler.GridDataset, InstructionConfig, RowSharing), repeated here so that
-# --help needs no torch import; tests/test_train_config.py checks that they agree.
-@dataclass
-class InstructionSection:
-    p_task: float = 0.8  # keep the task part ([IMAGE1] ... -> [IMAGEk] ...)
-    p_content: float = 0.8  # keep the content part (subject name and caption), where the target is the photo
-    p_drop: float = 0.1  # empty prompt
-    p_diffusers: float = 0.3  # prompt in the exact form diffusers' VisualCloze pipelines build (else our templates)
-
-
-@dataclass
-class RowSharingSection:
-    degradation: str = "kind"  # kind (method + severity of the query's) | none (all drawn per row) | exact (debug)
-    style: str = "independent"  # independent | prefer_same (the query's style reference where a row has one)
-
-
+# `data.instruction` and `data.row_sharing` are the sampler's own classes (sampler.InstructionConfig: p_task,
+# p_content, p_drop, p_diffusers; sampler.RowSharing: degradation, style), frozen and checking their values;
+# GridDataset's scalar defaults are repeated below and tests/test_train_config.py checks that they agree.
 @dataclass
 class DataConfig:
     shards: list[str] = field(default_factory=list)  # webdataset shard paths/globs (GridDataset)
@@ -70,8 +63,8 @@ class DataConfig:
     mask_any_prob: float = 0.5  # chance the masked query cell is any column (reverse generation), else the target
     shuffle_columns: bool = True  # one shuffle of the condition columns per grid (the target stays last)
     square_cells: bool = False  # the reference's res x res cells instead of each row's own aspect ratio
-    instruction: InstructionSection = field(default_factory=InstructionSection)
-    row_sharing: RowSharingSection = field(default_factory=RowSharingSection)
+    instruction: InstructionConfig = field(default_factory=InstructionConfig)  # prompt parts kept or dropped
+    row_sharing: RowSharing = field(default_factory=RowSharing)  # what in-context rows share with the query
 
 
 @dataclass
@@ -87,14 +80,11 @@ class OptimConfig:
 
 
 @dataclass
-class TrainSection:
-    output_dir: str = "out/train"
-    max_steps: int = 10000  # optimizer steps
-    global_batch_size: int = 64  # grids per optimizer step, all ranks together
-    micro_batch_size: int = 1  # grids per forward pass and rank (same-shape grids are stacked)
-    mixed_precision: str = "bf16"  # no | bf16 | fp16 (accelerate autocast; LoRA and optimizer stay fp32)
-    seed: int = 20240826
-    guidance: float = 1.0  # guidance embedding at training (reference 1.0; sampling uses 30)
+class FlowSettings:
+    """The rectified-flow objective (train/flow.py), as `train.*` keys: `TrainSection` is a FlowSettings,
+    so the trainer hands its `train` section to `flow_loss` as it is."""
+
+    guidance: float = 1.0  # guidance embedding at training (reference 1.0; sampling uses 30); unused without one
     loss_region: str = "all"  # all (every image token, reference) | masked (masked cells only)
     timestep_sampling: str = "logit_normal"  # logit_normal | mode | uniform
     logit_mean: float = 0.0
@@ -102,6 +92,18 @@ class TrainSection:
     mode_scale: float = 1.29
     resolution_shift: bool = False  # shift s by the grid's token count as at sampling (reference: off)
     loss_weighting: str = "none"  # none | sigma_sqrt | cosmap
+
+
+@dataclass
+class TrainSection(FlowSettings):
+    """`train.*`: the flow objective's keys (`FlowSettings`, listed first), then the run's."""
+
+    output_dir: str = "out/train"
+    max_steps: int = 10000  # optimizer steps
+    global_batch_size: int = 64  # grids per optimizer step, all ranks together
+    micro_batch_size: int = 1  # grids per forward pass and rank (same-shape grids are stacked)
+    mixed_precision: str = "bf16"  # no | bf16 | fp16 (accelerate autocast; LoRA and optimizer stay fp32)
+    seed: int = 20240826
     max_nonfinite_in_row: int = 10  # abort after this many consecutive NaN/inf losses
 
 
@@ -120,8 +122,8 @@ class ValidationConfig:
     tasks: str = "test"
     num_grids: int = 4
     seed: int = 0
-    num_inference_steps: int = 30
-    guidance: float = 30.0
+    num_inference_steps: int = SAMPLING.num_inference_steps
+    guidance: float = SAMPLING.guidance_scale  # the pipeline's guidance_scale (the reference samples at 30)
     metrics: list[str] = field(default_factory=lambda: ["canny_f1", "clip_t"])  # any of VALIDATION_METRICS; [] = none
     clip_model: str = "openai/clip-vit-large-patch14"  # clip_t's CLIP: hub id (offline, HF cache) or local folder
     metrics_on: str = "device"  # device | cpu: where the metric models run (main process only, fp32)
@@ -188,8 +190,6 @@ class TrainConfig:
             raise ConfigError(f"config key 'validation.metrics': unknown {', '.join(map(repr, unknown))}; "
                               f"choose from {', '.join(VALIDATION_METRICS)} ([] logs none)")
         self._check_tasks()
-        self._check_sampler_section("data.instruction", "InstructionConfig")
-        self._check_sampler_section("data.row_sharing", "RowSharing")
         return self
 
     def _check_optim_numbers(self) -> None:
@@ -210,7 +210,8 @@ class TrainConfig:
                 raise ConfigError(f"config key '{key}': must be a finite number {allowed}, got {value}")
 
     def _check_tasks(self) -> None:
-        """`data.tasks` and `data.family_weights` read as the sampler will, so a typo fails before the model loads."""
+        """`data.tasks`, `data.family_weights` and `validation.tasks` read as the sampler will, so a typo fails
+        before the model loads."""
         from graph200k import Graph200kError, TaskGraph
         from sampler.planner import _resolve_tasks
 
@@ -225,17 +226,10 @@ class TrainConfig:
         if not any(graph.weights[t.family] > 0 for t in selected):
             raise ConfigError("config key 'data.family_weights': every family of data.tasks has weight 0; "
                               "give one of them a weight > 0")
-
-    def _check_sampler_section(self, key: str, sampler_class: str) -> None:
-        """Let the sampler's own class judge each value of a section, so the rules live in one place."""
-        import sampler  # lazily: --help stays free of torch
-
-        cls = getattr(sampler, sampler_class)
-        for name, value in dataclasses.asdict(get_key(self, key)).items():
-            try:
-                cls(**{name: value})
-            except ValueError as err:
-                raise ConfigError(f"config key '{key}.{name}': {err}") from None
+        try:
+            _resolve_tasks(graph, self.validation.tasks)
+        except Graph200kError as err:
+            raise ConfigError(f"config key 'validation.tasks': {err}") from None
 
     def gradient_accumulation(self, world_size: int) -> int:
         """Micro-batches per optimizer step on each rank, so that global_batch_size grids make one step."""
@@ -304,20 +298,31 @@ def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def _apply(obj: Any, data: dict[str, Any], prefix: str) -> None:
+def _apply(obj: Any, data: dict[str, Any], prefix: str) -> Any:
+    """`obj` with `data` applied: set in place, or, for a frozen section (the sampler's own classes, which
+    check each value as they are built), a new object with each value replaced in turn."""
     if not isinstance(data, dict):
         raise ConfigError(f"config key '{prefix.rstrip('.') or '<root>'}': expected a mapping, got {data!r}")
     hints = _hints(type(obj))
+    frozen = type(obj).__dataclass_params__.frozen
     for name, value in data.items():
         key = f"{prefix}{name}"
-        if name not in hints:
+        if name not in hints or name not in {f.name for f in dataclasses.fields(obj)}:
             known = ", ".join(f.name for f in dataclasses.fields(obj))
             raise ConfigError(f"unknown config key '{key}' (known here: {known})")
         tp = hints[name]
         if dataclasses.is_dataclass(tp):
-            _apply(getattr(obj, name), value, f"{key}.")
+            value = _apply(getattr(obj, name), value, f"{key}.")
         else:
-            setattr(obj, name, _coerce(key, value, tp))
+            value = _coerce(key, value, tp)
+        if not frozen:
+            setattr(obj, name, value)
+            continue
+        try:
+            obj = dataclasses.replace(obj, **{name: value})
+        except ValueError as err:
+            raise ConfigError(f"config key '{key}': {err}") from None
+    return obj
 
 
 def set_key(cfg: TrainConfig, dotted: str, value: Any) -> None:

@@ -10,7 +10,6 @@ checkpoint and restores it in the same worker on resume, so the position stays e
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from typing import Any, Callable, Iterable, Iterator
 
@@ -92,24 +91,25 @@ class GridStream:
 
 def sampler_settings(data: DataConfig) -> dict[str, Any]:
     """The data section's sampler knobs as `GridDataset` keyword arguments."""
-    from sampler import InstructionConfig, RowSharing
-
     return dict(family_weights=data.family_weights, mask_any_prob=data.mask_any_prob,
                 shuffle_columns=data.shuffle_columns, square_cells=data.square_cells,
-                instruction=InstructionConfig(**dataclasses.asdict(data.instruction)),
-                sharing=RowSharing(**dataclasses.asdict(data.row_sharing)))
+                instruction=data.instruction, sharing=data.row_sharing)
 
 
 def grid_dataset(shards: list[str], *, key: str, resolution: int, seed: int, tasks: str,
                  rows: dict[int, float] | None, pool_size: int, rank: int, world_size: int,
-                 key_filter: Callable[[str], bool] | None = None, **settings: Any) -> Iterable[GridSample]:
+                 key_filter: Callable[[str], bool] | None = None, tasks_key: str = "data.tasks",
+                 **settings: Any) -> Iterable[GridSample]:
     """`sampler.GridDataset` over webdataset shards; this process reads its own share (rank of world_size).
 
     `key_filter` keeps only the samples whose key it accepts (the holdout split); `settings`
-    are further `GridDataset` arguments (`sampler_settings`)."""
+    are further `GridDataset` arguments (`sampler_settings`). Errors name the config key at fault:
+    `key` for the shards, `tasks_key` for a task selection they cannot serve."""
     if not shards:
         raise ConfigError(f"config key '{key}' is empty: name the shards (e.g. data/demo/shards)")
+    from graph200k import Graph200kError
     from sampler import GridDataset
+    from sampler.coverage import NoSamplesForTasks
     from sampler.shards import ShardError
 
     if key_filter is not None:
@@ -117,5 +117,9 @@ def grid_dataset(shards: list[str], *, key: str, resolution: int, seed: int, tas
     try:
         return GridDataset(shards if len(shards) > 1 else shards[0], resolution=resolution, seed=seed, tasks=tasks,
                            rows=rows, pool_size=pool_size, rank=rank, world_size=world_size, **settings)
+    except NoSamplesForTasks as err:
+        raise ConfigError(f"config key '{tasks_key}': {err}") from None
     except ShardError as err:  # nothing readable, or a packed folder that disagrees with its index
         raise ConfigError(f"config key '{key}': {err}") from None
+    except Graph200kError as err:  # a task name the graph does not know
+        raise ConfigError(f"config key '{tasks_key}': {err}") from None

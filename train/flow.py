@@ -5,31 +5,21 @@ timestep fed to the model is s, the noise fraction, as the pipelines pass sigma)
 `compute_density_for_timestep_sampling` (logit-normal by default, as the reference); with
 `resolution_shift` it is moved by the grid's token count exactly as the samplers shift their
 schedule (`calculate_shift` + the scheduler's exponential `time_shift`), which the reference
-leaves off in training.
+leaves off in training. The settings are the config's `train.*` keys (`FlowSettings`, in
+train/config.py: `TrainSection` is one).
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
 from diffusers.pipelines.flux.pipeline_flux import calculate_shift
 from diffusers.training_utils import compute_density_for_timestep_sampling, compute_loss_weighting_for_sd3
 
+from .config import FlowSettings
 from .grid_inputs import GridInputs
 
-
-@dataclass
-class FlowSettings:
-    guidance: float | None = 1.0  # None for a transformer without a guidance embedding
-    loss_region: str = "all"
-    timestep_sampling: str = "logit_normal"
-    logit_mean: float = 0.0
-    logit_std: float = 1.0
-    mode_scale: float = 1.29
-    resolution_shift: bool = False
-    loss_weighting: str = "none"
+__all__ = ["FlowSettings", "flow_loss", "sample_sigmas"]
 
 
 def sample_sigmas(settings: FlowSettings, scheduler: FlowMatchEulerDiscreteScheduler, batch: int, num_tokens: int,
@@ -53,8 +43,11 @@ def sample_sigmas(settings: FlowSettings, scheduler: FlowMatchEulerDiscreteSched
 
 def flow_loss(transformer, inputs: GridInputs, prompt_embeds: torch.Tensor, pooled: torch.Tensor,
               text_ids: torch.Tensor, settings: FlowSettings, scheduler: FlowMatchEulerDiscreteScheduler,
-              generator: torch.Generator | None) -> torch.Tensor:
-    """Per-grid loss (B,) in fp32: mean squared velocity error over the chosen tokens."""
+              generator: torch.Generator | None, *, guidance_embeds: bool = True) -> torch.Tensor:
+    """Per-grid loss (B,) in fp32: mean squared velocity error over the chosen tokens.
+
+    `guidance_embeds`: the transformer's `config.guidance_embeds` (FLUX.1-Fill-dev has one); without a
+    guidance embedding `settings.guidance` is not passed."""
     x0 = inputs.latents
     batch, num_tokens, _ = x0.shape
     device = x0.device
@@ -62,8 +55,8 @@ def flow_loss(transformer, inputs: GridInputs, prompt_embeds: torch.Tensor, pool
     sigmas = sample_sigmas(settings, scheduler, batch, num_tokens, device, generator)
     s = sigmas.view(batch, 1, 1).to(x0.dtype)
     noisy = (1.0 - s) * x0 + s * noise
-    guidance = (None if settings.guidance is None
-                else torch.full((batch,), settings.guidance, device=device, dtype=torch.float32))
+    guidance = (torch.full((batch,), settings.guidance, device=device, dtype=torch.float32) if guidance_embeds
+                else None)
     pred = transformer(
         hidden_states=torch.cat([noisy, inputs.condition], dim=-1),
         timestep=sigmas.to(x0.dtype),

@@ -22,6 +22,9 @@ import torch
 from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxFillPipeline, FluxTransformer2DModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, T5Config, T5EncoderModel, T5Tokenizer
 
+from graph200k.quiet import add_verbose_argument
+from graph200k.quiet import configure as configure_output
+
 # FLUX.1-dev VAE latent normalisation (vae/config.json of the real model).
 FLUX_VAE_SHIFT = 0.1159
 FLUX_VAE_SCALE = 0.3611
@@ -185,7 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m train.tiny", description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="folder to write the pipeline to (replaced if it exists)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random initialisation")
+    add_verbose_argument(parser)
     args = parser.parse_args(argv)
+    configure_output(args.verbose)
     path = save_tiny_pipeline(args.out, args.seed)
     print(f"tiny FluxFillPipeline written to {path}")
     return 0

@@ -15,7 +15,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import shutil
 import signal
 import threading
@@ -29,20 +28,22 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedType, ProjectConfiguration, broadcast_object_list, set_seed
-from diffusers import FluxFillPipeline
 from diffusers.optimization import get_scheduler
 from tqdm.auto import tqdm
 
 from sampler.grid_sample import GridSample
 
-from .checkpoints import (RUN_INFO_NAME, CheckpointError, checkpoint_name, choose_checkpoint, commit_checkpoint,
-                          fsync_tree, prune_checkpoints, read_state, trainer_state_name, write_state)
+from .checkpoints import (RUN_INFO_NAME, CheckpointError, check_resume_target, checkpoint_name, choose_checkpoint,
+                          commit_checkpoint, fsync_tree, prune_checkpoints, read_state, trainer_state_name, write_state)
 from .checkpoints import list_checkpoints  # noqa: F401  (callers of train.trainer use it)
 from .config import ConfigError, TrainConfig, to_dict
 from .data import GridStream, grid_dataset, sampler_settings
-from .flow import FlowSettings, flow_loss
+from .flow import flow_loss
 from .grid_inputs import encode_grid, encode_prompts, layout_of, stack_inputs
+from .launch import check_launch
 from .lora import LORA_WEIGHT_NAME, export_lora_atomic, load_lora_into, lora_metadata, lora_state_dict, save_lora
+from .pretrained import check_pretrained, load_pipeline
+from .prompt_tokens import T5Truncation
 from .sharding import fsdp_plugin_of, prepare_transformer
 from .validation import holdout_filters, run_validation, validation_grids
 
@@ -93,14 +94,13 @@ class Trainer:
                                                 logging_dir=str(self.output_dir / "logs")),
         )
         acc = self.accelerator
-        launched = int(os.environ.get("WORLD_SIZE", "1"))
-        if launched != acc.num_processes:  # else every process would train alone into the same folder
-            raise RuntimeError(f"launched as {launched} processes but accelerate runs {acc.num_processes}; "
-                               "without GPUs set ACCELERATE_USE_CPU=1 for a multi-process CPU run")
+        check_launch(acc.num_processes)  # else every process would train alone into the same folder
         self.device = acc.device
         self.grad_accum = cfg.gradient_accumulation(acc.num_processes)
         self.weight_dtype = DTYPES[cfg.model.weight_dtype]
-        # Data first: a wrong shard spec fails before minutes of model loading.
+        # Everything a user can get wrong fails in seconds, before minutes of model loading.
+        self.pretrained = check_pretrained(cfg.model)
+        check_resume_target(self.output_dir, cfg.checkpoint.resume)
         self._build_data(train_data, val_grids)
         set_seed(cfg.train.seed)  # same LoRA init on every rank
 
@@ -121,13 +121,8 @@ class Trainer:
         acc.register_save_state_pre_hook(self._save_hook)
         acc.register_load_state_pre_hook(self._load_hook)
 
-        self.flow = FlowSettings(
-            guidance=cfg.train.guidance if transformer.config.guidance_embeds else None,
-            loss_region=cfg.train.loss_region,
-            timestep_sampling=cfg.train.timestep_sampling, logit_mean=cfg.train.logit_mean,
-            logit_std=cfg.train.logit_std, mode_scale=cfg.train.mode_scale,
-            resolution_shift=cfg.train.resolution_shift, loss_weighting=cfg.train.loss_weighting,
-        )
+        self.flow = cfg.train  # a FlowSettings: the objective's keys are train.*
+        self.guidance_embeds = bool(transformer.config.guidance_embeds)
         self._stop_signal: int | None = None
         self.history: deque[dict[str, float]] = deque(maxlen=1000)  # latest steps' metrics, for callers and tests
 
@@ -150,13 +145,13 @@ class Trainer:
         """The pipeline from `model.pretrained`, frozen, with a trainable LoRA on the transformer; under
         FSDP the transformer comes back sharded (train/sharding.py), else on this process's device."""
         cfg = self.cfg
-        self.pipe = FluxFillPipeline.from_pretrained(cfg.model.pretrained, revision=cfg.model.revision,
-                                                     dtype=self.weight_dtype)
+        self.pipe = load_pipeline(self.pretrained, cfg.model, self.weight_dtype)
         self.pipe.set_progress_bar_config(disable=True)
         # VisualCloze prompts run past CLIP's 77 tokens by design (the reference truncates them too);
-        # diffusers would warn about it on every step.
+        # diffusers would warn about it on every step. A T5 cut is said once instead (prompt_tokens.py).
         for name in ("flux.pipeline_flux_fill", "visualcloze.pipeline_visualcloze_generation"):
             logging.getLogger(f"diffusers.pipelines.{name}").setLevel(logging.ERROR)
+        self.t5_truncation = T5Truncation(self.pipe.tokenizer_2, cfg.model.max_sequence_length)
         for module in (self.pipe.vae, self.pipe.text_encoder, self.pipe.text_encoder_2):
             module.requires_grad_(False)
         text_device = self.device if cfg.model.text_encoders_on == "device" else torch.device("cpu")
@@ -253,8 +248,9 @@ class Trainer:
         path = Path(path)
         written_by = read_state(path / RUN_INFO_NAME).get("world_size")
         if written_by != acc.num_processes:
-            raise RuntimeError(f"checkpoint {path} was written by {written_by} processes, "
-                               f"this run has {acc.num_processes}: the data position cannot carry over")
+            raise CheckpointError(f"checkpoint {path} was written by {written_by} processes, this run has "
+                                  f"{acc.num_processes}: the data position cannot carry over; resume it with "
+                                  f"{written_by} processes, or start fresh in another train.output_dir")
         state_file = path / trainer_state_name(acc.process_index)
         saved = read_state(state_file)
         acc.load_state(str(path))
@@ -284,12 +280,16 @@ class Trainer:
         for g, members in enumerate(groups.values()):
             inputs = stack_inputs([encode_grid(self.pipe, grid, generator, self.device, self.weight_dtype)
                                    for grid in members])
-            prompt_embeds, pooled, text_ids = encode_prompts(self.pipe, [grid.prompt for grid in members], self.device,
+            prompts = [grid.prompt for grid in members]
+            cut = self.t5_truncation.check(prompts)
+            if cut and self.accelerator.is_main_process:
+                logger.warning(cut)
+            prompt_embeds, pooled, text_ids = encode_prompts(self.pipe, prompts, self.device,
                                                              self.weight_dtype, self.cfg.model.max_sequence_length)
             sync = last and g == len(groups) - 1
             with nullcontext() if sync else self.accelerator.no_sync(self.transformer):
                 per_grid = flow_loss(self.transformer, inputs, prompt_embeds, pooled, text_ids, self.flow,
-                                     self.pipe.scheduler, generator)
+                                     self.pipe.scheduler, generator, guidance_embeds=self.guidance_embeds)
                 self.accelerator.backward(per_grid.sum() * scale)
             losses.extend(per_grid.detach().float().cpu().tolist())
             tokens += inputs.num_tokens * len(members)
@@ -376,8 +376,9 @@ class Trainer:
                 metrics = self.validation_metrics
             with acc.autocast():
                 run = run_validation(self.pipe, self.val_grids, out, step=self.state.step,
-                                     resolution=cfg.data.resolution, steps=cfg.validation.num_inference_steps,
-                                     guidance=cfg.validation.guidance, seed=cfg.validation.seed,
+                                     resolution=cfg.data.resolution,
+                                     num_inference_steps=cfg.validation.num_inference_steps,
+                                     guidance_scale=cfg.validation.guidance, seed=cfg.validation.seed,
                                      max_sequence_length=cfg.model.max_sequence_length, device=self.device,
                                      metrics=metrics, save=acc.is_main_process)
             if acc.is_main_process and cfg.log.report_to == "tensorboard":

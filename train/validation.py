@@ -50,7 +50,7 @@ from sampler.shards import ShardError
 from .config import ConfigError, TrainConfig
 from .data import GridStream, grid_dataset, sampler_settings
 
-if TYPE_CHECKING:  # validation_metrics imports this module
+if TYPE_CHECKING:  # loaded only where metrics are asked for (the metric models)
     from .validation_metrics import ValidationMetrics
 
 VALIDATION_POOL = 64  # validation samples held to draw rows from: a few grids need few partners
@@ -85,7 +85,7 @@ def validation_grids(cfg: TrainConfig) -> list[GridSample]:
     window = VALIDATION_POOL if held_out is None else math.ceil(VALIDATION_POOL / held_out.fraction)
     source = grid_dataset(v.shards or d.shards, key="validation.shards" if v.shards else "data.shards",
                           resolution=d.resolution, seed=v.seed, tasks=v.tasks, rows=d.rows, pool_size=window,
-                          rank=0, world_size=1, key_filter=held_out, **inference)
+                          rank=0, world_size=1, key_filter=held_out, tasks_key="validation.tasks", **inference)
     try:
         return GridStream(source).take(v.num_grids)
     except (ShardError, Graph200kError) as err:  # no readable sample serves a validation task
@@ -125,8 +125,8 @@ def visualcloze_pipeline(pipe: FluxFillPipeline, resolution: int) -> VisualCloze
     return vc
 
 
-def fill_grid(vc: VisualClozeGenerationPipeline, grid: GridSample, *, steps: int, guidance: float, seed: int,
-              max_sequence_length: int, device: torch.device) -> list[Image.Image]:
+def fill_grid(vc: VisualClozeGenerationPipeline, grid: GridSample, *, num_inference_steps: int,
+              guidance_scale: float, seed: int, max_sequence_length: int, device: torch.device) -> list[Image.Image]:
     """Generate the masked cells of the query row (one image per masked cell, left to right)."""
     cells, masked = cells_of(grid)
     images = [[None if m else c for c, m in zip(row, row_mask)] for row, row_mask in zip(cells, masked)]
@@ -134,8 +134,8 @@ def fill_grid(vc: VisualClozeGenerationPipeline, grid: GridSample, *, steps: int
         task_prompt=grid.prompt,
         content_prompt=None,
         image=images,
-        num_inference_steps=steps,
-        guidance_scale=guidance,
+        num_inference_steps=num_inference_steps,
+        guidance_scale=guidance_scale,
         generator=torch.Generator(device=device).manual_seed(seed),
         max_sequence_length=max_sequence_length,
         output_type="pil",
@@ -217,7 +217,8 @@ class ValidationRun:
 
 
 def run_validation(pipe: FluxFillPipeline, grids: list[GridSample], out_dir: Path, *, step: int, resolution: int,
-                   steps: int, guidance: float, seed: int, max_sequence_length: int, device: torch.device,
+                   num_inference_steps: int, guidance_scale: float, seed: int, max_sequence_length: int,
+                   device: torch.device,
                    metrics: ValidationMetrics | None = None, save: bool = True) -> ValidationRun:
     """Fill every validation grid (grid i with seed `seed + i`), score each with `metrics`, and (with `save`)
     write `grid-KK.png` and `grids.json` (what each grid is; the metric values and their means) into `out_dir`.
@@ -229,7 +230,8 @@ def run_validation(pipe: FluxFillPipeline, grids: list[GridSample], out_dir: Pat
     run = ValidationRun(images=[])
     try:
         for i, grid in enumerate(grids):
-            generated = fill_grid(vc, grid, steps=steps, guidance=guidance, seed=seed + i,
+            generated = fill_grid(vc, grid, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+                                  seed=seed + i,
                                   max_sequence_length=max_sequence_length, device=device)
             if metrics is not None:
                 run.scores.append(metrics.score(grid, generated))

@@ -29,11 +29,10 @@ import torch
 from PIL import Image
 
 from inference.metrics import ClipScorer, MetricUnavailable, canny_f1, psnr, ssim
-from sampler.grid_sample import GridSample
+from sampler.grid_sample import GridSample, cells_of
 from sampler.instruction import DIFFUSERS_CONTENT_PREFIX
 
 from .config import ValidationConfig
-from .validation import cells_of
 
 logger = logging.getLogger("train")
 

@@ -9,7 +9,7 @@ parse fails that sample only.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -34,8 +34,8 @@ class DepthEditAnnotator(GenerativeAnnotator):
 
     @dataclass(frozen=True)
     class Settings(CaptionRewriteSettings):
-        steps: int = 30  # FLUX.1-Depth-dev card: 30 steps, guidance 10
-        guidance: float = 10.0
+        num_inference_steps: int = 30  # FLUX.1-Depth-dev card: 30 steps, guidance 10
+        guidance_scale: float = 10.0
 
     def load(self) -> None:
         import torch
@@ -58,11 +58,11 @@ class DepthEditAnnotator(GenerativeAnnotator):
             seed = instance_seed(s.seed, self.name, sample.key, 0)
             with self._torch.inference_mode():
                 out = self.pipe(prompt=edit.caption, control_image=fit(sample.nodes["depth"], size), width=size[0],
-                                height=size[1], num_inference_steps=s.steps, guidance_scale=s.guidance,
-                                max_sequence_length=512, generator=generator(seed))
+                                height=size[1], num_inference_steps=s.num_inference_steps,
+                                guidance_scale=s.guidance_scale, max_sequence_length=512, generator=generator(seed))
             image = np.asarray(fit(first_image(out), (width, height)))
             meta = {**edit.to_json(), "models": [self.model_name(m.role) for m in self.models],
                     "instances": [{"index": 0, "seed": seed}],
-                    **{k: v for k, v in asdict(s).items() if k in ("seed", "steps", "guidance", "resolution")}}
+                    **self.metadata_settings("seed", "num_inference_steps", "guidance_scale", "resolution")}
             results.append({"depth_edit": image, NODE_METADATA: {"depth_edit": meta}})
         return results

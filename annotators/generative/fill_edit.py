@@ -15,7 +15,7 @@ that sample only (the runner writes the reason to the errors record).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Sequence
 
 import cv2
@@ -70,8 +70,8 @@ class FillEditAnnotator(GenerativeAnnotator):
 
     @dataclass(frozen=True)
     class Settings(CaptionRewriteSettings):
-        steps: int = 50  # FLUX.1-Fill-dev card: 50 steps, guidance 30
-        guidance: float = 30.0
+        num_inference_steps: int = 50  # FLUX.1-Fill-dev card: 50 steps, guidance 30
+        guidance_scale: float = 30.0
         instances: int = 5
         mask_dilate: int = 8
         """Pixels (at the target's size) the subject mask is grown by."""
@@ -97,8 +97,8 @@ class FillEditAnnotator(GenerativeAnnotator):
         size = generation_size(width, height, s.resolution)
         with self._torch.inference_mode():
             out = self.pipe(prompt=caption, image=fit(target, size), mask_image=fit(mask, size, "L"),
-                            width=size[0], height=size[1], num_inference_steps=s.steps, guidance_scale=s.guidance,
-                            max_sequence_length=512, generator=generator(seed))
+                            width=size[0], height=size[1], num_inference_steps=s.num_inference_steps,
+                            guidance_scale=s.guidance_scale, max_sequence_length=512, generator=generator(seed))
         return paste_outside(target, np.asarray(fit(first_image(out), (width, height))), mask, s.feather)
 
     def annotate(self, batch: Sequence[SampleInput]) -> list[dict]:
@@ -111,7 +111,7 @@ class FillEditAnnotator(GenerativeAnnotator):
             images = [self.repaint(sample.target, mask, edit.caption, seed) for seed in seeds]
             meta = {**edit.to_json(), "mask": source, "models": [self.model_name(m.role) for m in self.models],
                     "instances": [{"index": i, "seed": seed} for i, seed in enumerate(seeds)],
-                    **{k: v for k, v in asdict(s).items() if k in ("seed", "steps", "guidance", "resolution",
-                                                                  "mask_dilate", "feather")}}
+                    **self.metadata_settings("seed", "num_inference_steps", "guidance_scale", "resolution",
+                                            "mask_dilate", "feather")}
             results.append({"fill_edit": images, NODE_METADATA: {"fill_edit": meta}})
         return results

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 from PIL import Image
 
-from ..base import Availability
+from ..base import Availability, former_names
 from ..models.model_backed import ModelBackedAnnotator, ModelSettings
 from ..models.weights import ModelSpec
 from .style_pool import StylePool
@@ -35,12 +35,16 @@ class GenerationSettings(ModelSettings):
     """Settings every generative annotator has (see docs/annotators.md for each one's defaults).
 
     `model_dir` and `model` (the main pipeline) come from `ModelSettings`; each
-    annotator adds one setting per further model, named by its `ModelSpec.role`."""
+    annotator adds one setting per further model, named by its `ModelSpec.role`.
+    `num_inference_steps` and `guidance_scale` are diffusers' pipeline arguments; they were
+    `steps` and `guidance`, names still accepted and kept in shard ids and metadata."""
+
+    former_names: ClassVar[dict[str, str]] = {"steps": "num_inference_steps", "guidance": "guidance_scale"}
 
     seed: int = 0
     """Base seed; instance i of node n of sample k uses `instance_seed(seed, n, k, i)`."""
-    steps: int = 28
-    guidance: float = 3.5
+    num_inference_steps: int = 28
+    guidance_scale: float = 3.5
     resolution: int = 1024
     """Generation at about resolution x resolution pixels, the target's aspect ratio kept."""
     device: str = "auto"
@@ -78,6 +82,13 @@ class GenerativeAnnotator(ModelBackedAnnotator):
         """(device, dtype) for this worker from the `device` and `dtype` settings."""
         device = resolve_device(self.settings.device)
         return device, torch_dtype(self.settings, device)
+
+    def metadata_settings(self, *names: str) -> dict[str, Any]:
+        """The named settings for a sample's metadata, keyed and ordered as `output_settings` records them
+        (a renamed setting under its former name: `num_inference_steps` as `steps`)."""
+        recorded = {current: former for former, current in former_names(self.Settings).items()}
+        wanted = {recorded.get(name, name) for name in names}
+        return {k: v for k, v in self.output_settings().items() if k in wanted}
 
     def checked_instances(self) -> int:
         """The `instances` setting, refused when the node cannot store that many."""

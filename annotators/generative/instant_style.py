@@ -14,7 +14,7 @@ used; seeds and reference names go in the metadata.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Sequence
 
 import cv2
@@ -70,8 +70,8 @@ class InstantStyleAnnotator(StylingAnnotator):
 
     @dataclass(frozen=True)
     class Settings(GenerationSettings):
-        steps: int = 30
-        guidance: float = 5.0
+        num_inference_steps: int = 30
+        guidance_scale: float = 5.0
         instances: int = 3
         style_dir: str | None = None
         controlnet: str | None = None
@@ -107,8 +107,8 @@ class InstantStyleAnnotator(StylingAnnotator):
         with self._torch.inference_mode():
             out = self.pipe(prompt=prompt, negative_prompt=s.negative_prompt, image=fit(control, size),
                             ip_adapter_image=to_pil(style), controlnet_conditioning_scale=s.controlnet_scale,
-                            num_inference_steps=s.steps, guidance_scale=s.guidance, width=size[0], height=size[1],
-                            generator=generator(seed))
+                            num_inference_steps=s.num_inference_steps, guidance_scale=s.guidance_scale,
+                            width=size[0], height=size[1], generator=generator(seed))
         return np.asarray(fit(first_image(out), (width, height)))
 
     def annotate(self, batch: Sequence[SampleInput]) -> list[dict]:
@@ -125,7 +125,7 @@ class InstantStyleAnnotator(StylingAnnotator):
                 instances.append({"index": i, "seed": seed, "style": self.pool.name(path)})
             meta = {"instances": instances, "prompt": prompt, "style_dir": str(self.pool.folder),
                     "models": [self.model_name(m.role) for m in self.models],
-                    **{k: v for k, v in asdict(s).items() if k in ("seed", "steps", "guidance", "resolution",
-                                                                  "ip_adapter_scale", "controlnet_scale")}}
+                    **self.metadata_settings("seed", "num_inference_steps", "guidance_scale", "resolution",
+                                            "ip_adapter_scale", "controlnet_scale")}
             results.append({"instant_style": pairs, NODE_METADATA: {"instant_style": meta}})
         return results

@@ -13,7 +13,7 @@ stored with its reference; seeds and reference names go in the metadata.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -43,8 +43,8 @@ class ReduxStyleAnnotator(StylingAnnotator):
 
     @dataclass(frozen=True)
     class Settings(GenerationSettings):
-        steps: int = 30  # FLUX.1-Depth-dev card: 30 steps, guidance 10
-        guidance: float = 10.0
+        num_inference_steps: int = 30  # FLUX.1-Depth-dev card: 30 steps, guidance 10
+        guidance_scale: float = 10.0
         instances: int = 3
         style_dir: str | None = None
         redux: str | None = None
@@ -76,8 +76,9 @@ class ReduxStyleAnnotator(StylingAnnotator):
             prior = self.prior(to_pil(style), prompt_embeds_scale=s.style_strength,
                                pooled_prompt_embeds_scale=s.style_strength)
             out = self.pipe(prompt_embeds=prior.prompt_embeds, pooled_prompt_embeds=prior.pooled_prompt_embeds,
-                            control_image=fit(depth, (w, h)), width=w, height=h, num_inference_steps=s.steps,
-                            guidance_scale=s.guidance, generator=generator(seed))
+                            control_image=fit(depth, (w, h)), width=w, height=h,
+                            num_inference_steps=s.num_inference_steps, guidance_scale=s.guidance_scale,
+                            generator=generator(seed))
         return np.asarray(fit(first_image(out), size))
 
     def annotate(self, batch: Sequence[SampleInput]) -> list[dict]:
@@ -95,7 +96,7 @@ class ReduxStyleAnnotator(StylingAnnotator):
                 instances.append({"index": i, "seed": seed, "style": self.pool.name(path)})
             meta = {"instances": instances, "style_dir": str(self.pool.folder),
                     "models": [self.model_name(m.role) for m in self.models],
-                    **{k: v for k, v in asdict(s).items() if k in ("seed", "steps", "guidance", "resolution",
-                                                                  "style_strength")}}
+                    **self.metadata_settings("seed", "num_inference_steps", "guidance_scale", "resolution",
+                                            "style_strength")}
             results.append({"redux_style": pairs, NODE_METADATA: {"redux_style": meta}})
         return results

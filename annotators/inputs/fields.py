@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from graph200k.catalog import DEFAULT_NODES
-from graph200k.nodes import NodeRegistry, NodeType
+from graph200k.nodes import NodeRegistry, NodeType, field_name
 
 IMAGE_EXTS = frozenset({"jpg", "jpeg", "png", "webp"})
 METADATA_JSON = "json"
@@ -40,15 +40,10 @@ class FieldRole:
     def out_field(self, nodes: NodeRegistry, ext: str) -> str:
         """The shard field this input is stored under, for a normalised image with extension `ext`."""
         if self.kind == "target":
-            return f"target.{ext}"
+            return field_name("target", None, ext)
         if self.kind == "extra":
-            return f"{self.extra}.{ext}"
-        node = nodes.get(self.node)
-        storage = node.storage
-        if node.max_instances == 1:
-            return f"{storage.field}.{ext}"
-        name = storage.pair_field if self.pair else storage.field
-        return f"{name}.{self.index}.{ext}"
+            return field_name(self.extra, None, ext)
+        return nodes.get(self.node).field_name(self.index, self.pair, ext)
 
     def storage_modes(self, nodes: NodeRegistry) -> tuple[str, ...]:
         """Pillow modes kept as they are when importing (single-channel maps accept L or RGB)."""
@@ -149,7 +144,17 @@ def release_column_role(column: str, nodes: NodeRegistry = DEFAULT_NODES) -> Fie
         extra = dict(node.details.get("release_extra_fields", {})).get(column)
         if extra and not extra.startswith("json:"):
             return FieldRole("extra", node=node.name, extra=extra)
-    return None
+    return _export_columns(nodes).get(column)
+
+
+@lru_cache(maxsize=8)
+def _export_columns(nodes: NodeRegistry) -> dict[str, FieldRole]:
+    """Columns `graph200k export` names after the shard field (a node declared without a release name)."""
+    from graph200k.release_schema import image_columns
+
+    return {c.name: FieldRole("node", c.node, c.index or 0, pair=c.stem != nodes.get(c.node).storage.field)
+            for c in image_columns(nodes) if c.node != "target" and c.stem in
+            {nodes.get(c.node).storage.field, nodes.get(c.node).storage.pair_field}}
 
 
 def release_metadata_key(column: str, nodes: NodeRegistry = DEFAULT_NODES) -> str | None:

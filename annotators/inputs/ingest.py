@@ -28,15 +28,18 @@ import tarfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from graph200k.catalog import DEFAULT_NODES
+from graph200k.dataset_dir import SOURCE, DatasetDir
 from graph200k.decode import MAX_PIXELS, ImageDecodeError, NormalisedImage, normalise_image
-from graph200k.nodes import Group, NodeRegistry
-from graph200k.shardio import atomic_tar, write_errors, write_json
+from graph200k.nodes import Group, NodeRegistry, split_field
+from graph200k.shardio import atomic_tar, stats_path, write_errors, write_json
 
-from .fields import FieldRole, release_column_role, release_metadata_key, resolve_field
+from .columns import ColumnMap
+from .fields import METADATA_JSON, FieldRole, release_metadata_key, resolve_field
 from .sources import ShardPlan, is_inside
+from .tables import read_rows
 
 INGEST_VERSION = "1"
 
@@ -64,14 +67,6 @@ class RawSample:
     files: list[tuple[FieldRole | None, str, bytes]] = field(default_factory=list)
     meta: dict = field(default_factory=dict)
     unread: list[UnreadFile] = field(default_factory=list)
-
-
-def source_dir(dataset: Path) -> Path:
-    return dataset / "source"
-
-
-def source_tar(dataset: Path, shard: str) -> Path:
-    return source_dir(dataset) / f"{shard}.tar"
 
 
 def _read_local(path: str | os.PathLike) -> bytes:
@@ -172,20 +167,24 @@ def _arrow_cell_bytes(cell: dict, folder: Path) -> bytes:
 
 
 def _read_arrow(plan: ShardPlan, nodes: NodeRegistry) -> Iterator[RawSample]:
-    from datasets import Dataset, Image
-
+    """Rows of an Arrow or Parquet file. Image cells (`datasets.Image` or bytes) are files of the roles
+    `ColumnMap.role` gives; `--caption-col`'s text is the caption; a `json` column (`graph200k export`)
+    is metadata under the other columns'; `__key__` is the key (planned) and `__*` columns are skipped."""
     folder = Path(plan.url).parent
-    ds = Dataset.from_file(plan.url).select(range(plan.start, plan.stop))
-    for column, feature in ds.features.items():
-        if isinstance(feature, Image):
-            ds = ds.cast_column(column, Image(decode=False))
-    for item, row in zip(plan.items, ds):
+    columns = ColumnMap.from_json(plan.columns)
+    for item, row in zip(plan.items, read_rows(Path(plan.url), plan.start, plan.stop)):
         sample = RawSample(item["key"], item["original"])
+        stored: dict = {}
         for column, value in row.items():
-            if value is None:
+            if value is None or column.startswith("__"):
                 continue
+            if column == columns.caption:
+                sample.meta["caption"] = value
+                continue
+            if isinstance(value, bytes):
+                value = {"bytes": value, "path": None}
             if isinstance(value, dict) and "bytes" in value and "path" in value:
-                role = release_column_role(column, nodes)
+                role = columns.role(column, nodes)
                 try:
                     sample.files.append((role, column, _arrow_cell_bytes(value, folder)))
                 except UnreadableInput as err:
@@ -198,7 +197,15 @@ def _read_arrow(plan: ShardPlan, nodes: NodeRegistry) -> Iterator[RawSample]:
                     value = json.loads(value)
                 except json.JSONDecodeError:
                     pass
+            if column == METADATA_JSON and isinstance(value, dict):
+                stored = value
+                continue
+            if isinstance(value, dict):  # a struct column: fields this row lacks read as None
+                value = {k: v for k, v in value.items() if v is not None}
+                if not value:
+                    continue
             sample.meta[meta_key or column] = value
+        sample.meta = {**stored, **sample.meta}
         description = sample.meta.get("description")
         if isinstance(description, dict):
             sample.meta.setdefault("item", description.get("item"))
@@ -326,12 +333,13 @@ def check_sample(sample: RawSample, nodes: NodeRegistry, max_pixels: int = MAX_P
 
 def _drop_unpaired(fields: dict[str, bytes], nodes: NodeRegistry, sample: RawSample, errors: list[dict]) -> None:
     """A style instance without its reference (or the reverse) cannot be shown: drop and record it."""
+    stem_index = {f: (split_field(f) or (f, None))[:2] for f in fields}
     for node in nodes:
         if node.storage is None or not node.storage.pair_field:
             continue
         for i in range(node.max_instances):
-            main = [f for f in fields if f.startswith(f"{node.storage.field}.{i}.")]
-            pair = [f for f in fields if f.startswith(f"{node.storage.pair_field}.{i}.")]
+            main = [f for f in fields if stem_index[f] == (node.storage.field, i)]
+            pair = [f for f in fields if stem_index[f] == (node.storage.pair_field, i)]
             if bool(main) != bool(pair):
                 for f in main + pair:
                     del fields[f]
@@ -340,10 +348,11 @@ def _drop_unpaired(fields: dict[str, bytes], nodes: NodeRegistry, sample: RawSam
 
 
 def write_source_shard(plan: ShardPlan, dataset: Path, nodes: NodeRegistry = DEFAULT_NODES,
-                       max_pixels: int = MAX_PIXELS) -> dict:
-    """Read, check and write one source shard; return its stats (also written, last)."""
+                       max_pixels: int = MAX_PIXELS, on_sample: Callable[[int], None] | None = None) -> dict:
+    """Read, check and write one source shard; return its stats (also written, last).
+    `on_sample(1)` after each planned sample, written or failed (the run's progress bar)."""
     started = time.time()
-    tar = source_tar(dataset, plan.shard)
+    tar = DatasetDir(dataset).source_tar(plan.shard)
     errors: list[dict] = []
     ignored: dict[str, list[str]] = {}
     succeeded = failed = dropped = 0
@@ -355,14 +364,16 @@ def write_source_shard(plan: ShardPlan, dataset: Path, nodes: NodeRegistry = DEF
                 ignored[sample.key] = sample_ignored
             if fields is None:
                 failed += 1
-                continue
-            writer.write({"__key__": sample.key, **fields})
-            succeeded += 1
-            dropped += len(sample_errors)
+            else:
+                writer.write({"__key__": sample.key, **fields})
+                succeeded += 1
+                dropped += len(sample_errors)
+            if on_sample is not None:
+                on_sample(1)
     write_errors(tar, errors)
     stats = {
         "shard": plan.shard,
-        "stage": "source",
+        "stage": SOURCE,
         "input": plan.url or "folder",
         "kind": plan.kind,
         "plan": plan.fingerprint,
@@ -375,5 +386,5 @@ def write_source_shard(plan: ShardPlan, dataset: Path, nodes: NodeRegistry = DEF
         "max_pixels": max_pixels,
         "duration_s": round(time.time() - started, 3),
     }
-    write_json(tar.with_name(f"{plan.shard}.stats.json"), stats)
+    write_json(stats_path(tar), stats)
     return stats

@@ -6,9 +6,13 @@ Three kinds of input, detected from the path:
   `<key>.<node>.<ext>`, ...; see samples/README.md);
 - webdataset shards (a `.tar`, a brace pattern, or a folder of `*.tar`) with
   the same field names: one source shard per input tar;
-- the Graph200K release as Hugging Face `datasets` Arrow files (a folder
-  holding `*.arrow`, e.g. one written by `save_to_disk`, or one `.arrow` file),
-  keys `<arrow file stem>-<row>` as in the release's examples.
+- Hugging Face `datasets` files ("arrow"): the Graph200K release's Arrow
+  files, any `save_to_disk` folder (a Dataset or a DatasetDict), Parquet files
+  (`graph200k export`, the Hub's layout), or one such file
+  (`annotators.inputs.tables`); keys from a `__key__` column, else
+  `<file stem>-<row>` as in the release's examples. Columns are read by their
+  release names (`annotators.inputs.fields`) unless `--image-col` /
+  `--caption-col` map them (`annotators.inputs.columns`).
 
 Planning only lists names (no pixel is read), gives every input its key
 (`annotators.inputs.keys`) and cuts the inputs into source shards of at most
@@ -26,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,11 +38,29 @@ from pathlib import Path
 from graph200k.catalog import DEFAULT_NODES
 from graph200k.nodes import NodeRegistry
 
-from ..content_ids import file_hash
+from .columns import ColumnMap, column_problem
 from .fields import IMAGE_EXTS, resolve_field
 from .keys import Collision, assign_keys
+from .tables import KEY_COLUMN, TableError, is_table, num_rows, read_column, schema, table_files
 
 DEFAULT_SAMPLES_PER_SHARD = 1000
+UNREADABLE = "unreadable:"
+
+
+def file_hash(path: str) -> str:
+    """sha256 of the file's bytes (32 hex digits), or `unreadable:<errno>` / `not a file` when it cannot
+    be read (ingest then records that sample's failure; `content_ids` never caches the marker)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a pipe or device must not block planning
+    except OSError as err:
+        return f"{UNREADABLE}{err.errno}"
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return f"{UNREADABLE}not a file"
+        try:
+            return hashlib.file_digest(f, "sha256").hexdigest()[:32]
+        except OSError as err:
+            return f"{UNREADABLE}{err.errno}"
 
 
 class InputError(ValueError):
@@ -51,10 +74,11 @@ class ShardPlan:
     shard: str
     kind: str  # "folder" | "webdataset" | "arrow"
     items: list[dict] = field(default_factory=list)
-    url: str | None = None  # the input tar (webdataset) or .arrow file (arrow)
+    url: str | None = None  # the input tar (webdataset) or .arrow/.parquet file (arrow)
     start: int = 0
     stop: int = 0
     hashes: dict[str, str] = field(default_factory=dict)  # input file -> content hash (`content_ids`)
+    columns: dict[str, str] = field(default_factory=dict)  # arrow: `ColumnMap.to_json()` (--image-col, ...)
 
     @property
     def fingerprint(self) -> str:
@@ -73,6 +97,7 @@ class ShardPlan:
                                  "refused": sorted(item.get("refused", ()))} for item in self.items]]
         else:
             what = [self.kind, content(self.url) if self.url else None, self.start, self.stop, self.items]
+            what += [self.columns] if self.columns else []  # unmapped plans keep the ids they had
         return hashlib.sha1(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 
     def input_files(self) -> list[str]:
@@ -83,7 +108,7 @@ class ShardPlan:
 
     def to_json(self) -> dict:
         return {"shard": self.shard, "kind": self.kind, "url": self.url, "start": self.start,
-                "stop": self.stop, "items": self.items, "hashes": self.hashes}
+                "stop": self.stop, "items": self.items, "hashes": self.hashes, "columns": self.columns}
 
     @classmethod
     def from_json(cls, d: dict) -> "ShardPlan":
@@ -114,10 +139,11 @@ def detect_kind(path: Path) -> str:
     if path.is_file():
         if path.suffix == ".tar":
             return "webdataset"
-        if path.suffix == ".arrow":
+        if is_table(path):
             return "arrow"
-        raise InputError(f"input file {text!r} is neither a webdataset .tar nor an Arrow .arrow file")
-    if any(path.rglob("*.arrow")):
+        raise InputError(f"input file {text!r} is neither a webdataset .tar nor a `datasets` .arrow or "
+                         ".parquet file")
+    if any(path.rglob("*.arrow")) or any(path.rglob("*.parquet")):
         return "arrow"
     if any(path.glob("*.tar")):
         return "webdataset"
@@ -125,18 +151,26 @@ def detect_kind(path: Path) -> str:
 
 
 def plan_sources(path: str | os.PathLike, samples_per_shard: int = DEFAULT_SAMPLES_PER_SHARD,
-                 nodes: NodeRegistry = DEFAULT_NODES, follow_symlinks: bool = False) -> SourcePlan:
-    """The source-shard plan for an input path (folder, webdataset tars or Arrow files).
+                 nodes: NodeRegistry = DEFAULT_NODES, follow_symlinks: bool = False,
+                 columns: ColumnMap | None = None) -> SourcePlan:
+    """The source-shard plan for an input path (folder, webdataset tars, Arrow or Parquet files).
 
-    `follow_symlinks`: read folder files and enter folders that links lead to outside the input root."""
+    `follow_symlinks`: read folder files and enter folders that links lead to outside the input root.
+    `columns`: which table column is the target image and which the caption (`--image-col`, `--caption-col`)."""
     if samples_per_shard < 1:
         raise InputError(f"samples per shard must be >= 1, got {samples_per_shard}")
     path = Path(path)
+    columns = columns or ColumnMap()
     kind = detect_kind(path)
+    if kind != "arrow" and not columns.empty:
+        raise InputError(f"--image-col/--caption-col name columns of a `datasets` input (Arrow or Parquet); "
+                         f"input {str(path)!r} is {kind} input: name its files <key>.jpg and <key>.txt instead")
     if kind == "folder":
         plan = _plan_folder(path, samples_per_shard, nodes, follow_symlinks)
+    elif kind == "arrow":
+        plan = _plan_arrow(path, samples_per_shard, nodes, columns)
     else:
-        plan = {"webdataset": _plan_webdataset, "arrow": _plan_arrow}[kind](path, samples_per_shard, nodes)
+        plan = _plan_webdataset(path, samples_per_shard, nodes)
     if not plan.shards:
         raise InputError(f"input {str(path)!r} ({kind}) holds no samples")
     return plan
@@ -294,23 +328,27 @@ def _plan_webdataset(path: Path, per_shard: int, nodes: NodeRegistry) -> SourceP
     return SourcePlan(str(path), "webdataset", shards, collisions, unmatched)
 
 
-def _plan_arrow(path: Path, per_shard: int, nodes: NodeRegistry) -> SourcePlan:
-    from datasets import Dataset
-
-    files = [path] if path.is_file() else sorted(path.rglob("*.arrow"))
+def _plan_arrow(path: Path, per_shard: int, nodes: NodeRegistry, columns: ColumnMap) -> SourcePlan:
+    files = [path] if path.is_file() else table_files(path)
     rows: list[tuple[Path, int]] = []
+    stems: dict[str, str] = {}
     for f in files:
         try:
-            n = Dataset.from_file(str(f)).num_rows
-        except Exception as err:
-            raise InputError(f"Arrow file {str(f)!r} cannot be read: {err}") from None
+            n, names = num_rows(f), schema(f)
+            problem = column_problem(str(path), f, names, columns, nodes) if n else None
+            saved = read_column(f, KEY_COLUMN) if KEY_COLUMN in names.names else [None] * n
+        except TableError as err:
+            raise InputError(str(err)) from None
+        if problem:
+            raise InputError(problem)
         rows.append((f, n))
-    stems = {f"{f}#{r}": f"{f.stem}-{r}" for f, n in rows for r in range(n)}
+        stems.update({f"{f}#{r}": f"{f.stem}-{r}" if saved[r] is None else str(saved[r]) for r in range(n)})
     keys, collisions = assign_keys(stems)
     shards = []
     for f, n in rows:
         for start in range(0, n, per_shard):
             stop = min(n, start + per_shard)
             items = [{"key": keys[f"{f}#{r}"], "original": f"{f.name}#{r}"} for r in range(start, stop)]
-            shards.append(ShardPlan(f"{len(shards):06d}", "arrow", items, url=str(f), start=start, stop=stop))
+            shards.append(ShardPlan(f"{len(shards):06d}", "arrow", items, url=str(f), start=start, stop=stop,
+                                    columns=columns.to_json()))
     return SourcePlan(str(path), "arrow", shards, collisions, [])

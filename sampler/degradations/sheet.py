@@ -1,20 +1,36 @@
 """The contact sheet: the source and all 32 degradations of it, labelled, so a person
-can check at a glance that each looks like its name."""
+can check at a glance that each looks like its name and how strong its severity is.
+
+Each cell says its node, its severity (`s3 of 1-5`, or `fixed recipe`) and the
+parameter value the severity stands for (`sigma=2.81 px at 512`,
+`sampler.degradations.levels`); a legend under the grid says what the range is
+and how the severities were drawn."""
 
 from __future__ import annotations
 
 import os
 import tempfile
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from . import DEGRADATION_NAMES, degrade, describe
+from . import DEGRADATION_NAMES, REFERENCE_SIZE, degrade
+from .levels import severity_text, strength
 
 COLUMNS = 6
 LABEL_LINES = 3
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One cell of the sheet: the picture, its name and what its severity stands for."""
+
+    image: np.ndarray
+    title: str  # the node, e.g. "gaussian_blur"
+    detail: str  # severity and parameter, e.g. "s3 of 1-5: sigma=2.81 px at 512"
 
 
 def square_cell(image: Image.Image, size: int) -> np.ndarray:
@@ -25,27 +41,60 @@ def square_cell(image: Image.Image, size: int) -> np.ndarray:
     return np.asarray(image.convert("RGB").resize((size, size), Image.LANCZOS, box=box))
 
 
-def render_contact_sheet(image: Image.Image, seed: int = 0, cell: int = 256) -> Image.Image:
-    """One tile per degradation (random severity and method from `seed`), source first."""
-    source = square_cell(image, cell)
+def degradation_tiles(source: np.ndarray, seed: int = 0) -> list[Tile]:
+    """`source` and one tile per degradation, severity and sub-method drawn from `seed` as the sampler draws them."""
     rng = np.random.default_rng(seed)
-    tiles = [(source, f"source {image.size[0]}x{image.size[1]}, cell {cell}px")]
+    h, w = source.shape[:2]
+    tiles = [Tile(source, "source", f"{w}x{h} cell, not degraded")]
     for name in DEGRADATION_NAMES:
         out, params = degrade(source, name, rng)
-        tiles.append((out, describe(params)))
+        tiles.append(Tile(out, name, f"{severity_text(params)}: {strength(params)}"))
+    return tiles
+
+
+def legend(seed: int, cell: int) -> list[str]:
+    """The footer: what a severity is, its range, and how the sheet's were drawn."""
+    return [
+        "Severity sN of 1-5 (compression, quantization: 1-3): 1 is mildest, 5 strongest; \"fixed recipe\": the node "
+        "has none. Where the reference draws a value from a range, severity N is the Nth equal bin of it.",
+        f"Each cell's severity and sub-method are drawn uniformly from --seed {seed}, as the sampler draws them "
+        "for every training grid (the grid's rows share them). Lengths are px at 512, scaled to the cell "
+        f"({cell} px: x{cell / REFERENCE_SIZE:.3g}).",
+        "Every level: docs/ARCHITECTURE.md \"Severities\" (sampler.degradations.severity_table()).",
+    ]
+
+
+def render_contact_sheet(image: Image.Image, seed: int = 0, cell: int = 256) -> Image.Image:
+    """One tile per degradation (random severity and method from `seed`), source first, each labelled
+    with its name, severity and the parameter value that severity stands for; the legend below."""
+    source = square_cell(image, cell)
+    tiles = degradation_tiles(source, seed)
+    tiles[0] = Tile(source, "source", f"{image.size[0]}x{image.size[1]}, cell {cell}px")
     font = ImageFont.load_default(size=max(10, cell // 20))
+    bold = ImageFont.load_default(size=max(11, cell // 17))
     line_h = font.getbbox("Ag")[3] + 2
-    label_h = LABEL_LINES * line_h + 4
+    title_h = bold.getbbox("Ag")[3] + 3
+    label_h = title_h + LABEL_LINES * line_h + 4
     rows = -(-len(tiles) // COLUMNS)
-    sheet = Image.new("RGB", (COLUMNS * (cell + 4) + 4, rows * (cell + label_h + 4) + 4), "white")
+    width = COLUMNS * (cell + 4) + 4
+    foot_font = ImageFont.load_default(size=max(11, cell // 18))
+    foot_chars = max(40, int((width - 12) / (foot_font.getlength("x") or 6)))
+    foot = [part for line in legend(seed, cell) for part in textwrap.wrap(line, foot_chars)]
+    foot_h = foot_font.getbbox("Ag")[3] + 3
+    grid_h = rows * (cell + label_h + 4) + 4
+    sheet = Image.new("RGB", (width, grid_h + len(foot) * foot_h + 12), "white")
     draw = ImageDraw.Draw(sheet)
     chars = max(10, int(cell / (font.getlength("x") or 6)))
-    for i, (tile, label) in enumerate(tiles):
+    for i, tile in enumerate(tiles):
         x = 4 + (i % COLUMNS) * (cell + 4)
         y = 4 + (i // COLUMNS) * (cell + label_h + 4)
-        sheet.paste(Image.fromarray(tile), (x, y))
-        for j, line in enumerate(textwrap.wrap(label, chars)[:LABEL_LINES]):
-            draw.text((x + 2, y + cell + 2 + j * line_h), line, fill="black", font=font)
+        sheet.paste(Image.fromarray(tile.image), (x, y))
+        draw.text((x + 2, y + cell + 2), tile.title, fill="black", font=bold)
+        for j, line in enumerate(textwrap.wrap(tile.detail, chars)[:LABEL_LINES]):
+            draw.text((x + 2, y + cell + 2 + title_h + j * line_h), line, fill=(70, 70, 70), font=font)
+    draw.line([(4, grid_h + 2), (width - 4, grid_h + 2)], fill=(160, 160, 160))
+    for j, line in enumerate(foot):
+        draw.text((6, grid_h + 6 + j * foot_h), line, fill="black", font=foot_font)
     return sheet
 
 

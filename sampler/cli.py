@@ -8,6 +8,8 @@ import sys
 from graph200k.quiet import add_verbose_argument
 from graph200k.quiet import configure as configure_output
 
+from .settings import GRID_DEFAULTS
+
 
 def add_degradations_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("degradations", help="contact sheet: a source image and all 32 degradations of it, labelled")
@@ -33,8 +35,9 @@ def add_preview_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shards", required=True, help="training shards: a directory of *.tar, a tar, a brace pattern or a glob")
     p.add_argument("--n", type=int, default=16, help="number of grids (default 16)")
     p.add_argument("--out", required=True, help="directory to write grid_NNN.png and index.html into")
-    p.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
-    p.add_argument("--resolution", type=int, default=384, help="cell area is resolution^2, a multiple of 16 (default 384)")
+    p.add_argument("--seed", type=int, default=GRID_DEFAULTS.seed, help=f"sampler seed (default {GRID_DEFAULTS.seed})")
+    p.add_argument("--resolution", type=int, default=GRID_DEFAULTS.resolution,
+                   help=f"cell area is resolution^2, a multiple of 16 (default {GRID_DEFAULTS.resolution})")
     p.add_argument("--tasks", action="append", metavar="TASKS",
                    help="only these tasks, as the trainer's data.tasks takes them: 'train' (default), 'test', a "
                         "family, or task ids as `python -m graph200k tasks` prints them ('reference+canny->target'); "

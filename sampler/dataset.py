@@ -34,6 +34,7 @@ from .instruction import InstructionConfig
 from .planner import GridPlan, Planner, TaskMix
 from .pool import BadSample, Pool, SampleFields, UnreadableSample, parse_sample
 from .render import GridRenderer
+from .settings import GRID_DEFAULTS
 from .shards import ShardError, ShardFiles, TarIndex, resolve_shards
 from .sharing import RowSharing
 from .stream import EpochStream
@@ -81,11 +82,14 @@ class GridDataset(IterableDataset):
                   `functools.partial`, not a lambda.
     """
 
-    def __init__(self, shards, *, resolution: int = 384, seed: int = 0, tasks="train",
-                 rows: Mapping[int, float] | None = None, family_weights: Mapping[str, float] | None = None,
-                 task_graph: TaskGraph | None = None, pool_size: int = 1000, mask_any_prob: float = 0.5,
+    def __init__(self, shards, *, resolution: int = GRID_DEFAULTS.resolution, seed: int = GRID_DEFAULTS.seed,
+                 tasks=GRID_DEFAULTS.tasks, rows: Mapping[int, float] | None = GRID_DEFAULTS.rows,
+                 family_weights: Mapping[str, float] | None = GRID_DEFAULTS.family_weights,
+                 task_graph: TaskGraph | None = None, pool_size: int = GRID_DEFAULTS.pool_size,
+                 mask_any_prob: float = GRID_DEFAULTS.mask_any_prob,
                  instruction: InstructionConfig | None = InstructionConfig(), sharing: RowSharing = RowSharing(),
-                 shuffle_columns: bool = True, square_cells: bool = False, rank: int | None = None,
+                 shuffle_columns: bool = GRID_DEFAULTS.shuffle_columns, square_cells: bool = GRID_DEFAULTS.square_cells,
+                 rank: int | None = None,
                  world_size: int | None = None, epochs: int | None = None,
                  key_filter: Callable[[str], bool] | None = None):
         super().__init__()

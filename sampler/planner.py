@@ -25,6 +25,7 @@ from graph200k.layout import stored_instances
 from .cells import cell_size, image_size
 from .instruction import PAIR_SUFFIX, InstructionConfig, build_instruction
 from .pool import Pool, PoolSample, UnreadableSample
+from .settings import GRID_DEFAULTS
 from .sharing import RowSharing, check_sharing
 
 DEFAULT_ROWS: Mapping[int, float] = {1: 0.3, 2: 0.4, 3: 0.3}
@@ -168,8 +169,8 @@ class Planner:
     """Draws grid plans from a pool; counts whatever the data could not supply."""
 
     def __init__(self, mix: TaskMix, *, resolution: int, rows: Mapping[int, float] | None = None,
-                 mask_any_prob: float = 0.5, shuffle_columns: bool = True, square_cells: bool = False,
-                 sharing: RowSharing = RowSharing(), instruction: InstructionConfig | None = InstructionConfig(),
+                 mask_any_prob: float = GRID_DEFAULTS.mask_any_prob, shuffle_columns: bool = GRID_DEFAULTS.shuffle_columns,
+                 square_cells: bool = GRID_DEFAULTS.square_cells, sharing: RowSharing = RowSharing(), instruction: InstructionConfig | None = InstructionConfig(),
                  counters: Counter | None = None):
         if not 0.0 <= mask_any_prob <= 1.0:
             raise ValueError(f"mask_any_prob must be within [0, 1], got {mask_any_prob!r}")

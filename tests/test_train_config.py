@@ -1,11 +1,13 @@
 """`python -m train` configuration: shipped configs, overrides, errors that name the key, --help, the CLI run."""
 
+import dataclasses
 import inspect
 from pathlib import Path
 
 import pytest
 
 from sampler import GridDataset, InstructionConfig, RowSharing
+from sampler.settings import GRID_DEFAULTS, GridSettings
 from train.__main__ import main
 from train.config import ConfigError, flat_defaults, load_config
 from train.data import grid_dataset, sampler_settings
@@ -98,9 +100,10 @@ def test_config_defaults_are_the_samplers():
     cfg = load_config()
     assert type(cfg.data.instruction) is InstructionConfig and cfg.data.instruction == InstructionConfig()
     assert type(cfg.data.row_sharing) is RowSharing and cfg.data.row_sharing == RowSharing()
+    assert isinstance(cfg.data, GridSettings)  # the data section IS the sampler's settings: one default each
     defaults = inspect.signature(GridDataset).parameters
-    for name in ("mask_any_prob", "shuffle_columns", "square_cells"):
-        assert getattr(cfg.data, name) == defaults[name].default, name
+    for f in dataclasses.fields(GridSettings):
+        assert getattr(cfg.data, f.name) == defaults[f.name].default == getattr(GRID_DEFAULTS, f.name), f.name
 
 
 def test_bad_key_in_a_file_is_named(tmp_path):

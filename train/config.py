@@ -20,6 +20,7 @@ import yaml
 
 from inference.settings import DEFAULT_MODEL, SamplingSettings
 from sampler.instruction import InstructionConfig
+from sampler.settings import GridSettings
 from sampler.sharing import RowSharing
 
 SAMPLING = SamplingSettings()  # inference's sampling defaults: validation samples as `python -m inference` does
@@ -47,22 +48,14 @@ class LoraSection:
     target_modules: list[str] | None = None  # None = every nn.Linear of the transformer
 
 
-# `data.instruction` and `data.row_sharing` are the sampler's own classes (sampler.InstructionConfig: p_task,
-# p_content, p_drop, p_diffusers; sampler.RowSharing: degradation, style), frozen and checking their values;
-# GridDataset's scalar defaults are repeated below and tests/test_train_config.py checks that they agree.
+# `data` is the sampler's own `GridSettings` (its keys and defaults, written once in sampler/settings.py) plus
+# the trainer's keys; `data.instruction` and `data.row_sharing` are the sampler's own classes
+# (sampler.InstructionConfig: p_task, p_content, p_drop, p_diffusers; sampler.RowSharing: degradation, style),
+# frozen and checking their values.
 @dataclass
-class DataConfig:
+class DataConfig(GridSettings):
     shards: list[str] = field(default_factory=list)  # webdataset shard paths/globs (GridDataset)
-    resolution: int = 384  # cell side in pixels
-    seed: int = 0
-    tasks: str | list[str] = "train"  # train | test | a family | task ids as `graph200k tasks` prints them; or a list
-    family_weights: dict[str, float] | None = None  # {family: weight}; None = all 1 (`graph200k tasks --counts`)
-    rows: dict[int, float] | None = None  # {rows per grid: probability}; None = sampler default {1: .3, 2: .4, 3: .3}
-    pool_size: int = 1000  # samples the sampler holds to draw in-context rows from
     num_workers: int = 0  # DataLoader worker processes drawing grids (torchdata's StatefulDataLoader keeps resume exact)
-    mask_any_prob: float = 0.5  # chance the masked query cell is any column (reverse generation), else the target
-    shuffle_columns: bool = True  # one shuffle of the condition columns per grid (the target stays last)
-    square_cells: bool = False  # the reference's res x res cells instead of each row's own aspect ratio
     instruction: InstructionConfig = field(default_factory=InstructionConfig)  # prompt parts kept or dropped
     row_sharing: RowSharing = field(default_factory=RowSharing)  # what in-context rows share with the query
 

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from graph200k.decode import decode_image
+from graph200k.shardio import atomic_file
 
 from .base import SampleInput, WithExtras
 from .perception.canny import CannyAnnotator
@@ -91,8 +92,5 @@ def contact_sheet(sample_dir: Path, settings: Mapping[str, Mapping[str, str]] | 
 
 def save_sheet(sheet: Image.Image, out: Path) -> None:
     """Write the sheet as an adaptive-palette PNG (small enough to commit), atomically."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    sheet.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(tmp, format="PNG", optimize=True)
-    tmp.replace(out)
+    with atomic_file(Path(out)) as f:
+        sheet.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(f, format="PNG", optimize=True)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .nodes import Group
+from .shardio import atomic_file
 from .tasks import TaskGraph
 
 GROUP_COLOURS = {
@@ -161,8 +162,7 @@ def draw_task_graph(graph: TaskGraph, out: str | Path, fold_degradations: bool =
         "One panel per family; a task is one path left to right: the nodes on it are the grid's columns, "
         "the last one is generated.", x=0.01, ha="left", fontsize=13)
     fig.tight_layout(rect=(0, 0, 1, 1 - 1.0 / (4.6 * rows + 1.2)), h_pad=2.5)
-    tmp = out.with_name(f".{out.name}.tmp")
-    fig.savefig(tmp, format="png")
+    with atomic_file(out) as f:
+        fig.savefig(f, format="png")
     plt.close(fig)
-    tmp.replace(out)
     return out

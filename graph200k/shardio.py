@@ -26,7 +26,7 @@ import tarfile
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Iterator
 
 PARTIAL = ".partial-"
 TAR_MTIME = 0
@@ -94,6 +94,20 @@ def atomic_tar(final: Path) -> Iterator[TarSampleWriter]:
             yield writer
             writer.close()
         _publish(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_file(path: Path) -> Iterator[BinaryIO]:
+    """A binary file that appears under `path` only once it is complete and synced (pictures, pages):
+    a kill leaves the old file or none, never half a PNG."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _partial(path)
+    try:
+        with open(tmp, "wb") as f:
+            yield f
+        _publish(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 import html
 import itertools
 import os
-import tempfile
 import textwrap
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
+
+from graph200k.shardio import atomic_file, write_text
 
 from .grid_sample import GridSample
 
@@ -32,24 +33,6 @@ def _font(size: int):
         return ImageFont.load_default(size=size)
     except (TypeError, OSError):  # PIL built without FreeType
         return ImageFont.load_default()
-
-
-def _atomic_save(image: Image.Image, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png.tmp")
-    os.close(fd)
-    try:
-        image.save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _atomic_write_text(text: str, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def grid_image(grid: GridSample, *, text_width: int | None = None) -> Image.Image:
@@ -94,7 +77,8 @@ def write_previews(grids, out_dir: str | os.PathLike, n: int) -> list[Path]:
     entries, paths = [], []
     for i, grid in enumerate(tqdm(itertools.islice(grids, n), total=n, desc="preview", unit="grid")):
         path = out / f"grid_{i:03d}.png"
-        _atomic_save(grid_image(grid), path)
+        with atomic_file(path) as f:
+            grid_image(grid).save(f, format="PNG")
         paths.append(path)
         entries.append(
             f"<figure><img src='{path.name}' loading='lazy'><figcaption><b>{html.escape(grid.task.family)}</b> "
@@ -107,5 +91,5 @@ def write_previews(grids, out_dir: str | os.PathLike, n: int) -> list[Path]:
             "body{font-family:sans-serif;background:#111;color:#ddd}figure{margin:1em 0}"
             "img{max-width:100%}figcaption{max-width:70em}</style>"
             f"<h1>{len(paths)} training grids</h1>" + "\n".join(entries))
-    _atomic_write_text(page, out / "index.html")
+    write_text(out / "index.html", page)
     return paths

@@ -19,7 +19,6 @@ from __future__ import annotations
 import difflib
 import json
 import os
-import tempfile
 import textwrap
 import zlib
 from dataclasses import dataclass, replace
@@ -33,6 +32,7 @@ from graph200k import DEFAULT_NODES, Graph200kError, NodeRegistry, Production, T
 from graph200k.dataset_dir import PACK_INDEX, DatasetDir
 from graph200k.layout import METADATA_FIELD, stored_instances
 from graph200k.quality import REFERENCE_RULE
+from graph200k.shardio import atomic_file
 
 from .cells import decode_for_cell, fit_array
 from .degradations import degrade, lookup
@@ -289,21 +289,6 @@ def output_paths(keys: Sequence[str], out: str | os.PathLike | None) -> list[Pat
     return [out / f"{key}.png" for key in keys]
 
 
-def _save_png(image: Image.Image, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            image.save(f, format="PNG")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 is for the temp file only
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_show(dataset: str | os.PathLike, keys: Sequence[str], out: str | os.PathLike | None = None, *,
                seed: int = 0, cell: int = 256,
                degradations: Sequence[str] = DEFAULT_DEGRADATIONS) -> list[tuple[Path, list[ShowCell]]]:
@@ -324,7 +309,8 @@ def write_show(dataset: str | os.PathLike, keys: Sequence[str], out: str | os.Pa
     try:
         for (sample, shard), path in zip(found, paths):
             cells = sheet_cells(sample, degradations=degradations)
-            _save_png(render_sheet(sample, cells, shard=os.path.basename(shard), cell=cell, seed=seed), path)
+            with atomic_file(path) as f:
+                render_sheet(sample, cells, shard=os.path.basename(shard), cell=cell, seed=seed).save(f, format="PNG")
             written.append((path, cells))
     finally:
         files.close()

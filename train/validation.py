@@ -29,8 +29,6 @@ the values go into `grids.json` beside what each grid is, and their means to the
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -42,7 +40,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from graph200k import Graph200kError
 from graph200k.holdout import HoldoutFilter
-from graph200k.shardio import write_json
+from graph200k.shardio import atomic_file, write_json
 from sampler.grid_sample import GridSample, cells_of, to_pil  # noqa: F401  (to_pil: re-exported)
 from sampler.inference import GridProcessor
 from sampler.shards import ShardError
@@ -188,15 +186,8 @@ def compose(grid: GridSample, generated: list[Image.Image], *, step: int, index:
 
 
 def save_png_atomic(image: Image.Image, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        image.save(tmp, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as f:
+        image.save(f, format="PNG")
     return path
 
 

@@ -9,13 +9,14 @@ and how the severities were drawn."""
 from __future__ import annotations
 
 import os
-import tempfile
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from graph200k.shardio import atomic_file
 
 from . import DEGRADATION_NAMES, REFERENCE_SIZE, degrade
 from .levels import severity_text, strength
@@ -106,16 +107,6 @@ def write_contact_sheet(image_path: str | os.PathLike, out_path: str | os.PathLi
         raise FileNotFoundError(f"--image {image_path}: no such file")
     with Image.open(image_path) as source:
         sheet = render_contact_sheet(source, seed=seed, cell=cell)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            sheet.save(f, format="PNG")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 is for the temp file only
-        os.replace(tmp, out_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(out_path) as f:
+        sheet.save(f, format="PNG")
     return out_path

@@ -75,7 +75,8 @@ def test_annotators_run_progress_counts_every_sample(annotated):
     for stage in ("source shards", "canny"):
         finals = [line for line in out.splitlines() if line.startswith(f"{stage}: 100%")]
         assert finals, f"no finished {stage!r} bar in:\n{out}"
-        assert re.search(r"\| 3/3 \[.*img/s, 2/2 shards\]", finals[-1]), finals[-1]
+        # tqdm writes the rate as img/s, or s/img when under one image a second (a busy machine)
+        assert re.search(r"\| 3/3 \[.*(img/s|s/img), 2/2 shards\]", finals[-1]), finals[-1]
 
 
 def test_annotators_run_verbose_shows_ray_again_and_no_progress_hides_bars(annotated):
@@ -83,7 +84,7 @@ def test_annotators_run_verbose_shows_ray_again_and_no_progress_hides_bars(annot
     out = _run("annotators", "run", "--input", str(root / "input"), "--out", str(root / "data"), "--annotators",
                "canny", "--num-cpus", "2", "--samples-per-shard", "2", "--overwrite", "--no-progress", "-v")
     assert _third_party(out), out  # e.g. Ray's "Started a local Ray instance" INFO line
-    assert "img/s" not in out
+    assert "img/s" not in out and "s/img" not in out
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,8 @@ accelerate runs FSDP only on accelerators, so this test goes one level down, wit
 the trainer runs: `train.sharding.prepare_transformer` (LoRA + `fully_shard` per Flux block) with
 accelerate's FSDP2 plugin built from configs/accelerate/fsdp.yaml by accelerate's own launcher
 code, the trainer's loss (`flow_loss` on `encode_grid` inputs, two layouts = two micro-steps, the
-first without gradient sync), grad clipping and AdamW, accelerate's sharded checkpoint helpers
-(what `Accelerator.save_state` / `load_state` call under FSDP) and `train.lora` for the LoRA file.
+first without gradient sync), grad clipping and AdamW, and the trainer's FSDP checkpoint functions
+(train/sharded_checkpoint.py, checked in detail by tests/test_train_fsdp_checkpoint.py).
 
 Every rank trains on the same grids with the same noise, so the averaged gradient equals each
 rank's own, and one unsharded process on those grids is the reference. Two precisions: fp32,
@@ -19,10 +19,7 @@ noise and far below what a wrong shard or a missing gradient average gives (orde
 
 from __future__ import annotations
 
-import os
-import socket
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -32,10 +29,11 @@ import torch.multiprocessing as mp
 from diffusers import FluxFillPipeline, FluxTransformer2DModel
 from torch.distributed.fsdp import FSDPModule
 
+from tests.gloo_ranks import free_port, gloo_rank
 from tests.train_grids import KEYS, make_grid
 from train.flow import FlowSettings, flow_loss
 from train.grid_inputs import encode_grid, encode_prompts
-from train.lora import LORA_WEIGHT_NAME, is_sharded, load_lora_into, lora_metadata, lora_state_dict, save_lora
+from train.lora import LORA_WEIGHT_NAME, is_sharded, lora_state_dict
 from train.sharding import ShardingError, fsdp_plugin_of, prepare_transformer, shard_transformer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,9 +72,11 @@ def launch_env(config_file: Path) -> dict[str, str]:
 
 
 class Ranks:
-    """What accelerate's FSDP checkpoint helpers read from an `Accelerator`."""
+    """What accelerate's FSDP checkpoint helpers and the trainer's (train/sharded_checkpoint.py) read from an
+    `Accelerator`."""
 
     is_fsdp2 = True
+    step, scaler = 0, None
 
     def __init__(self):
         self.process_index, self.num_processes = dist.get_rank(), dist.get_world_size()
@@ -155,54 +155,30 @@ def run_case(pretrained, out: Path, name: str, plugin=None) -> dict:
 
 
 def checkpoint_and_reload(pretrained, folder: Path, case: Case, plugin, pipe, model, optimizer) -> dict:
-    """Sharded checkpoint as `Accelerator.save_state` writes it under FSDP (DCP model + optimizer, plus the
-    trainer's LoRA file); reload into fresh sharded models both ways."""
-    from accelerate.utils.fsdp_utils import load_fsdp_model, load_fsdp_optimizer, save_fsdp_model, save_fsdp_optimizer
+    """Sharded checkpoint as the trainer writes it under FSDP (LoRA file, optimizer shards, RNG states);
+    reload into a freshly sharded model."""
+    from train.sharded_checkpoint import load_sharded_checkpoint, save_sharded_checkpoint
 
-    ranks = Ranks()
-    save_fsdp_model(plugin, ranks, model, folder)
-    save_fsdp_optimizer(plugin, ranks, optimizer, model, folder)
-    layers = lora_state_dict(model)
-    if ranks.is_main_process:
-        save_lora(folder, layers, lora_metadata(model))
+    folder.mkdir(parents=True, exist_ok=True)
+    save_sharded_checkpoint(folder, Ranks(), model, optimizer)
     dist.barrier()
 
     resumed = new_transformer(pretrained, case, 1, plugin)  # another LoRA init, overwritten by the load
     resumed_optimizer = adamw(resumed)
-    load_fsdp_model(plugin, ranks, resumed, folder)
-    load_fsdp_optimizer(plugin, ranks, resumed_optimizer, resumed, folder)
-    after_dcp = lora_copy(resumed)
+    load_sharded_checkpoint(folder, Ranks(), resumed, resumed_optimizer)
+    reloaded = lora_copy(resumed)
     train_step(pipe, resumed, resumed_optimizer, 2, case.dtype)
-
-    from_file = new_transformer(pretrained, case, 2, plugin)
-    load_lora_into(from_file, folder)  # the trainer's load hook
-    return {"reloaded_dcp": after_dcp, "reloaded_file": lora_copy(from_file), "resumed_3": lora_copy(resumed),
-            "files": sorted(p.name for p in folder.iterdir())}
+    return {"reloaded": reloaded, "resumed_3": lora_copy(resumed), "files": sorted(p.name for p in folder.iterdir())}
 
 
 def worker(rank: int, port: int, env: dict[str, str], pretrained: str, out: str) -> None:
-    from accelerate import PartialState
     from accelerate.utils import FullyShardedDataParallelPlugin
 
-    os.environ.update(env, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
-                      WORLD_SIZE=str(WORLD), LOCAL_WORLD_SIZE=str(WORLD), OMP_NUM_THREADS="1")
-    torch.set_num_threads(1)
-    PartialState._reset_state()  # a forked child starts from the parent's (single-process) state
-    PartialState(cpu=True, timeout=timedelta(seconds=120))  # gloo, as accelerate sets up a CPU run; no hang
-    try:
+    with gloo_rank(rank, WORLD, port, env):
         plugin = FullyShardedDataParallelPlugin()  # reads the FSDP_* variables, as under `accelerate launch`
         results = {case: run_case(pretrained, Path(out), case, plugin) for case in CASES}
         if rank == 0:
             torch.save(results, Path(out) / "rank0.pt")
-    finally:
-        dist.destroy_process_group()
-        PartialState._reset_state()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -273,8 +249,8 @@ def test_two_sharded_ranks_train_as_one_unsharded_process(name, sharded, tiny_fl
 
 def test_sharded_checkpoint_reloads_into_freshly_sharded_models(sharded):
     ours = sharded["bf16"]
-    assert {LORA_WEIGHT_NAME, "pytorch_model_fsdp_0", "optimizer_0"} <= set(ours["files"])
+    assert {LORA_WEIGHT_NAME, "optimizer_shard_rank0.bin", "optimizer_shard_rank1.bin"} <= set(ours["files"])
+    assert "pytorch_model_fsdp_0" not in ours["files"]  # the frozen base is not written
     assert not same(ours["lora_0"], ours["lora_2"])
-    assert same(ours["reloaded_dcp"], ours["lora_2"])  # accelerate's DCP checkpoint (Accelerator.load_state)
-    assert same(ours["reloaded_file"], ours["lora_2"])  # the LoRA file (the trainer's load hook)
+    assert same(ours["reloaded"], ours["lora_2"])  # cut into the shards from the checkpoint's LoRA file
     assert same(ours["resumed_3"], ours["lora_3"])  # a step after the reload repeats the original's: optimizer too

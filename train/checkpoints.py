@@ -7,17 +7,17 @@ into place. A folder under its final name was complete when renamed, and its man
 whether it still is: `resume=latest` takes the newest checkpoint that verifies and names each
 newer one it skipped with the reason. Only `checkpoint-<digits>` folders are ever read; anything
 else under `checkpoints/` is never listed, read or deleted. Hashing reads every byte, at every save
-and at resume (files in parallel threads): seconds for a rank-256 FLUX LoRA (~1.2 GB) and its AdamW
-state (~2.5 GB); under FSDP, accelerate also writes the frozen base's shards (~24 GB), tens of seconds.
+and at resume (files in parallel threads): for a rank-256 FLUX LoRA (1.39B parameters) its fp32 file
+(5.6 GB) and AdamW state (11.1 GB). The frozen base is never written, under FSDP either
+(train/sharded_checkpoint.py; accelerate's `save_state` would add its 24 GB of shards).
 
 The manifest proves integrity, not authorship: whoever can write the folder can rewrite it. What
 keeps a crafted checkpoint from running code is that nothing here is unpickled. The trainer's own
 state (step counters, LR scheduler, data position) is JSON (`write_state` / `read_state`), the LoRA
 is safetensors, and accelerate loads `optimizer.bin` and `random_states_<rank>.pkl` with
-`torch.load(weights_only=True)`. A folder holding accelerate's pickled custom states
-(`custom_checkpoint_*.pkl`, which accelerate loads with `weights_only=False`) is refused. Under
-FSDP, `torch.distributed.checkpoint` reads each shard folder's `.metadata` with `pickle.load`:
-FSDP checkpoints are trusted input.
+`torch.load(weights_only=True)`, as the FSDP route reads its `optimizer_shard_rank<R>.bin`. A folder
+holding accelerate's pickled custom states (`custom_checkpoint_*.pkl`, which accelerate loads with
+`weights_only=False`) is refused.
 """
 
 from __future__ import annotations

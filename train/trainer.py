@@ -42,8 +42,10 @@ from .flow import flow_loss
 from .grid_inputs import encode_grid, encode_prompts, layout_of, stack_inputs
 from .launch import check_launch
 from .lora import LORA_WEIGHT_NAME, export_lora_atomic, load_lora_into, lora_metadata, lora_state_dict, save_lora
+from .output_lock import lock_for_run
 from .pretrained import check_pretrained, load_pipeline
 from .prompt_tokens import T5Truncation
+from .sharded_checkpoint import checkpoint_route_problem, load_sharded_checkpoint, save_sharded_checkpoint
 from .sharding import fsdp_plugin_of, prepare_transformer
 from .validation import holdout_filters, run_validation, validation_grids
 
@@ -102,6 +104,8 @@ class Trainer:
         self.pretrained = check_pretrained(cfg.model)
         check_resume_target(self.output_dir, cfg.checkpoint.resume)
         self._build_data(train_data, val_grids)
+        # One run per output folder (train/output_lock.py): the first write, after the checks, before the model.
+        self.output_lock = lock_for_run(acc, self.output_dir)
         set_seed(cfg.train.seed)  # same LoRA init on every rank
 
         transformer = self._build_model()
@@ -170,6 +174,12 @@ class Trainer:
     def unwrapped(self):
         return self.accelerator.unwrap_model(self.transformer)
 
+    @property
+    def sharded(self) -> bool:
+        """FSDP: checkpoints go through train/sharded_checkpoint.py, not accelerate's save_state/load_state
+        (which write and read the frozen base's shards)."""
+        return self.accelerator.distributed_type == DistributedType.FSDP
+
     def lora_layers(self) -> dict[str, torch.Tensor]:
         """The LoRA state dict in diffusers/peft naming. Under FSDP only the LoRA shards are gathered, onto
         the main process (the others get {}); call on all ranks."""
@@ -213,7 +223,10 @@ class Trainer:
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
         acc.wait_for_everyone()
-        acc.save_state(str(tmp))
+        if self.sharded:  # the LoRA, optimizer shards and RNG states; never the frozen base (sharded_checkpoint.py)
+            save_sharded_checkpoint(tmp, acc, self.unwrapped(), self.optimizer)
+        else:
+            acc.save_state(str(tmp))
         write_state(tmp / trainer_state_name(acc.process_index), self._trainer_state())
         acc.wait_for_everyone()
         fsync_tree(tmp)  # every rank: on a shared file system each node flushes its own writes
@@ -253,7 +266,13 @@ class Trainer:
                                   f"{written_by} processes, or start fresh in another train.output_dir")
         state_file = path / trainer_state_name(acc.process_index)
         saved = read_state(state_file)
-        acc.load_state(str(path))
+        if self.sharded:
+            load_sharded_checkpoint(path, acc, self.unwrapped(), self.optimizer)
+        else:
+            problem = checkpoint_route_problem(path, sharded=False)
+            if problem:
+                raise CheckpointError(f"checkpoint {path}: {problem}")
+            acc.load_state(str(path))
         try:
             self.state.load_state_dict(saved["train"])
             self.lr_scheduler.load_state_dict(saved["lr_scheduler"])
@@ -411,7 +430,15 @@ class Trainer:
             self.validate()
 
     def train(self) -> dict[str, Any]:
-        """Run to `train.max_steps` (or until SIGTERM/SIGINT); returns a summary."""
+        """Run to `train.max_steps` (or until SIGTERM/SIGINT); returns a summary. The output folder's
+        lock (train/output_lock.py) is released when it returns or raises."""
+        try:
+            return self._train()
+        finally:
+            if self.output_lock is not None:
+                self.output_lock.release()
+
+    def _train(self) -> dict[str, Any]:
         acc, cfg = self.accelerator, self.cfg
         if cfg.checkpoint.resume:
             self.resume(cfg.checkpoint.resume)

@@ -195,7 +195,7 @@ def export(dataset: str | os.PathLike, out: str | os.PathLike, fmt: str = "arrow
             _write(built, tmp, fmt)
         shutil.rmtree(build)
         (tmp / "README.md").write_text(_readme(pack, result), encoding="utf-8")
-        _publish(tmp, out)
+        _publish(tmp, out, overwrite)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return result
@@ -278,7 +278,7 @@ def _readme(pack: Path, result: ExportResult) -> str:
     return "\n".join(header + intro) + "\n" + card
 
 
-def _publish(tmp: Path, out: Path) -> None:
+def _publish(tmp: Path, out: Path, overwrite: bool) -> None:
     """Rename the complete `tmp` to `out`; an existing `out` (`--overwrite`) is moved aside first and removed
     after, so a kill in between leaves both beside `out`, never a mix."""
     for path in tmp.rglob("*"):
@@ -286,9 +286,16 @@ def _publish(tmp: Path, out: Path) -> None:
             with open(path, "rb+") as f:
                 os.fsync(f.fileno())
     aside = None
-    if out.exists():
+    if out.exists() or out.is_symlink():
+        if not overwrite and (not out.is_dir() or any(out.iterdir())):  # written since `_check_out`
+            raise Graph200kError(f"--out {out} was written by another process while this export ran (another "
+                                 f"export?); nothing was replaced: rerun with --overwrite to replace it")
         aside = out.with_name(f"{out.name}{PARTIAL}{os.getpid()}-{uuid.uuid4().hex[:8]}")
         os.replace(out, aside)
-    os.replace(tmp, out)
+    try:
+        os.replace(tmp, out)
+    except OSError as err:  # another export put its own in place at the same moment
+        raise Graph200kError(f"--out {out}: the export could not be put in place ({err.strerror}); another "
+                             f"process wrote it at the same time: rerun") from None
     if aside is not None:
         shutil.rmtree(aside, ignore_errors=True)

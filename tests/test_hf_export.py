@@ -220,6 +220,28 @@ def test_overwrite_replaces_the_export_whole(demo, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["hf"]  # no temporary sibling left
 
 
+def test_an_out_written_by_another_process_meanwhile_is_not_replaced(demo, tmp_path, monkeypatch, capsys):
+    """Two exports to one --out: the one that finishes second without --overwrite refuses in one line and
+    leaves the first one's export whole (the check at the start cannot see a run still building)."""
+    from graph200k import export as export_module
+
+    dataset, _, _ = demo
+    out = tmp_path / "hf"
+    real_publish = export_module._publish
+
+    def other_export_finishes_first(tmp, target, overwrite):
+        target.mkdir()
+        (target / "theirs.txt").write_text("the other export")
+        real_publish(tmp, target, overwrite)
+
+    monkeypatch.setattr(export_module, "_publish", other_export_finishes_first)
+    assert graph200k_main(["export", "--dataset", str(dataset), "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "another process" in err and "--overwrite" in err, err
+    assert [p.name for p in out.iterdir()] == ["theirs.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["hf"]  # no temporary sibling left
+
+
 def test_sample_row_puts_each_field_in_its_release_column():
     sample = {"__key__": "k", "target.jpg": b"T", "reference.jpg": b"R", "foreground_mask.png": b"F",
               "instant_style.1.jpg": b"S", "instant_style_ref.1.jpg": b"SR", "grounded_bbox.png": b"B",

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Mapping
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from graph200k.decode import decode_image
+from graph200k.fonts import label_font
 from graph200k.shardio import atomic_file
 
 from .base import SampleInput, WithExtras
@@ -47,8 +48,8 @@ def _tile(image: np.ndarray | Image.Image | None, width: int, height: int, title
         picture = image if isinstance(image, Image.Image) else Image.fromarray(image)
         tile.paste(picture.convert("RGB").resize((width, height), Image.Resampling.LANCZOS), (0, 0))
     draw = ImageDraw.Draw(tile)
-    draw.text((4, height + 2), title, fill=(0, 0, 0), font=ImageFont.load_default(size=14))
-    draw.text((4, height + 18), note, fill=(90, 90, 90), font=ImageFont.load_default(size=11))
+    draw.text((4, height + 2), title, fill=(0, 0, 0), font=label_font(size=14))
+    draw.text((4, height + 18), note, fill=(90, 90, 90), font=label_font(size=11))
     return tile
 
 

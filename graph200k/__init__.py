@@ -5,7 +5,7 @@ The names below are loaded on first use (PEP 562), so importing one submodule
 the task graph and networkx: that start-up time is paid by every actor.
 """
 
-from importlib import import_module
+from .lazy_exports import lazy_exports
 
 _EXPORTS = {
     "DEFAULT_NODES": "catalog", "DEGRADATION_NAMES": "catalog",
@@ -23,10 +23,4 @@ __all__ = [
     "default_task_graph", "is_held_out", "slot",
 ]
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)

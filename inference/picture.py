@@ -12,8 +12,9 @@ from __future__ import annotations
 import textwrap
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
+from graph200k.fonts import label_font
 from sampler.inference import inference_grid
 
 BAND = 22  # label band above each row, px
@@ -26,13 +27,6 @@ GENERATED_COLOUR = (230, 30, 30)
 TEXT_COLOUR = (235, 235, 235)
 DIM_COLOUR = (150, 150, 150)
 BACKGROUND = (24, 24, 24)
-
-
-def _font(size: int):
-    try:
-        return ImageFont.load_default(size=size)
-    except (TypeError, OSError):  # PIL built without FreeType
-        return ImageFont.load_default()
 
 
 def _row_images(images: list[list[Image.Image | None]], resolution: int) -> list[list[Image.Image]]:
@@ -64,7 +58,7 @@ def grid_picture(images: list[list[Image.Image | None]], generated: list[Image.I
     fills = iter(generated)
     filled = [[next(fills).convert("RGB").resize(cell.size, Image.Resampling.LANCZOS) if image is None else cell
                for image, cell in zip(row_in, row)] for row_in, row in zip(images, rows)]
-    font, small = _font(14), _font(12)
+    font, small = label_font(14), label_font(12)
     grid_w = max(sum(c.width for c in row) for row in filled)
     width = max(grid_w + 2 * PAD, MIN_WIDTH)
     chars = (width - 2 * PAD) // CHAR_WIDTH

@@ -5,7 +5,7 @@ The names below are loaded on first use (PEP 562), so importing a light submodul
 does not import torch with `GridDataset`.
 """
 
-from importlib import import_module
+from graph200k.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "GridDataset": "dataset", "GridSample": "grid_sample", "collate_grids": "grid_sample",
@@ -14,10 +14,4 @@ _EXPORTS = {
 
 __all__ = ["GridDataset", "GridSample", "InstructionConfig", "RowSharing", "collate_grids"]
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -15,9 +15,10 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 from tqdm import tqdm
 
+from graph200k.fonts import label_font
 from graph200k.shardio import atomic_file, write_text
 
 from .grid_sample import GridSample
@@ -28,16 +29,9 @@ PAD = 8
 MASK_COLOUR = (230, 30, 30)
 
 
-def _font(size: int):
-    try:
-        return ImageFont.load_default(size=size)
-    except (TypeError, OSError):  # PIL built without FreeType
-        return ImageFont.load_default()
-
-
 def grid_image(grid: GridSample, *, text_width: int | None = None) -> Image.Image:
     """The annotated picture of one grid."""
-    font, small = _font(14), _font(12)
+    font, small = label_font(14), label_font(12)
     arrays = [((row.permute(1, 2, 0).numpy() + 1.0) * 127.5).clip(0, 255).astype(np.uint8) for row in grid.rows]
     width = max(a.shape[1] for a in arrays) + 2 * PAD
     prompt = grid.prompt or "(prompt dropped)"

@@ -26,10 +26,11 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
+from PIL import Image, ImageDraw, UnidentifiedImageError
 
 from graph200k import DEFAULT_NODES, Graph200kError, NodeRegistry, Production, TaskGraph
 from graph200k.dataset_dir import PACK_INDEX, DatasetDir
+from graph200k.fonts import label_font
 from graph200k.layout import METADATA_FIELD, stored_instances
 from graph200k.quality import REFERENCE_RULE
 from graph200k.shardio import atomic_file
@@ -209,13 +210,6 @@ def _cell_pixels(sample: PoolSample, cell: ShowCell, width: int, height: int,
     return _contain(out, width, height), replace(cell, note=f"{severity_text(params)}: {strength(params)}")
 
 
-def _font(size: int):
-    try:
-        return ImageFont.load_default(size=size)
-    except (TypeError, OSError):  # PIL built without FreeType
-        return ImageFont.load_default()
-
-
 def render_sheet(sample: PoolSample, cells: Sequence[ShowCell], *, shard: str = "", cell: int = 256,
                  seed: int = 0, nodes: NodeRegistry = DEFAULT_NODES) -> Image.Image:
     """The sheet of `sample`: a header (key, shard, what it serves), the cells with two label lines, the caption."""
@@ -223,7 +217,7 @@ def render_sheet(sample: PoolSample, cells: Sequence[ShowCell], *, shard: str = 
     height = cell
     width = max(cell // 2, min(2 * cell, round(cell * tw / max(1, th))))
     rng = np.random.default_rng([seed, zlib.crc32(sample.key.encode())])
-    title_font, note_font, text_font = _font(15), _font(12), _font(14)
+    title_font, note_font, text_font = label_font(15), label_font(12), label_font(14)
     note_chars = max(16, int(width / (note_font.getlength("x") or 6)))
     pictures = []
     for c in cells:

@@ -5,6 +5,7 @@ torchmetrics, re-annotation through the annotators, and skips that name the mode
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -272,8 +273,15 @@ def test_missing_clip_weights_name_the_model_and_how_to_fetch_them(tmp_path):
         DinoScorer.load(str(tmp_path / "half"))
 
 
-@pytest.mark.skipif(importlib.util.find_spec("pyiqa") is not None, reason="pyiqa is installed here")
-def test_iqa_without_pyiqa_is_skipped_with_the_install_step():
+def hide_package(monkeypatch, name: str) -> None:
+    """Make `name` look not installed to the metrics' `find_spec` check, whether it is installed or not."""
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == name else real(n, *a))
+    monkeypatch.setitem(sys.modules, name, None)  # and `import name` fails too
+
+
+def test_iqa_without_pyiqa_is_skipped_with_the_install_step(monkeypatch):
+    hide_package(monkeypatch, "pyiqa")
     with pytest.raises(MetricUnavailable) as caught:
         IqaScorer.load("maniqa")
     assert "pyiqa is not installed" in caught.value.skipped.reason
@@ -282,8 +290,8 @@ def test_iqa_without_pyiqa_is_skipped_with_the_install_step():
         IqaScorer.load("brisque")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("torch_fidelity") is not None, reason="torch-fidelity is installed")
-def test_fid_inception_without_torch_fidelity_is_skipped():
+def test_fid_inception_without_torch_fidelity_is_skipped(monkeypatch):
+    hide_package(monkeypatch, "torch_fidelity")
     with pytest.raises(MetricUnavailable, match="torch-fidelity"):
         inception_features()
 

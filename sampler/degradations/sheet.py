@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
+from graph200k.fonts import label_font
 from graph200k.shardio import atomic_file
 
 from . import DEGRADATION_NAMES, REFERENCE_SIZE, degrade
@@ -71,14 +72,14 @@ def render_contact_sheet(image: Image.Image, seed: int = 0, cell: int = 256) -> 
     source = square_cell(image, cell)
     tiles = degradation_tiles(source, seed)
     tiles[0] = Tile(source, "source", f"{image.size[0]}x{image.size[1]}, cell {cell}px")
-    font = ImageFont.load_default(size=max(10, cell // 20))
-    bold = ImageFont.load_default(size=max(11, cell // 17))
+    font = label_font(size=max(10, cell // 20))
+    bold = label_font(size=max(11, cell // 17))
     line_h = font.getbbox("Ag")[3] + 2
     title_h = bold.getbbox("Ag")[3] + 3
     label_h = title_h + LABEL_LINES * line_h + 4
     rows = -(-len(tiles) // COLUMNS)
     width = COLUMNS * (cell + 4) + 4
-    foot_font = ImageFont.load_default(size=max(11, cell // 18))
+    foot_font = label_font(size=max(11, cell // 18))
     foot_chars = max(40, int((width - 12) / (foot_font.getlength("x") or 6)))
     foot = [part for line in legend(seed, cell) for part in textwrap.wrap(line, foot_chars)]
     foot_h = foot_font.getbbox("Ag")[3] + 3
